@@ -1,0 +1,166 @@
+// Wire types for protocol v1 (docs/PROTOCOL.md). Servers may add fields and event types; the client ignores the
+// ones it does not know, so every type here describes the fields we read, not a closed set.
+
+export interface Since {
+  offset: number;
+  /** Omitted means "the current epoch". */
+  epoch?: string;
+}
+
+export interface WelcomeFrame {
+  type: 'welcome';
+  user: string;
+  node: string;
+  session: string;
+  protocol: number;
+  /** Token expiry in ms since epoch, or null for a token without `exp`. */
+  expiresAt: number | null;
+}
+
+export interface MessageEvent<B = unknown> {
+  type: 'message';
+  room: string;
+  offset: number;
+  epoch: string;
+  id: string;
+  from: string;
+  ts: number;
+  body: B;
+}
+
+export interface DirectMessageEvent<B = unknown> {
+  type: 'dm';
+  offset: number;
+  epoch: string;
+  id: string;
+  from: string;
+  to: string;
+  ts: number;
+  body: B;
+}
+
+export interface PresenceEvent {
+  type: 'presence';
+  room: string;
+  event: 'join' | 'leave';
+  user: string;
+}
+
+export interface GapEvent {
+  type: 'gap';
+  room?: string;
+  inbox?: true;
+  from: number;
+  to: number;
+  epoch: string;
+}
+
+export interface ReconnectEvent {
+  type: 'reconnect';
+  reason: string;
+}
+
+export type ServerEvent = MessageEvent | DirectMessageEvent | PresenceEvent | GapEvent | ReconnectEvent;
+
+export interface WireError {
+  code: string;
+  message: string;
+  retryable?: boolean;
+  retryAfterMs?: number;
+}
+
+export type ReplyFrame =
+  | ({ re: number | null; ok: true } & Record<string, unknown>)
+  | { re: number | null; ok: false; error: WireError };
+
+// Commands, without the `id` the client assigns.
+export type Command =
+  | { type: 'join'; room: string; since?: Since }
+  | { type: 'leave'; room: string }
+  | { type: 'publish'; room: string; body: unknown; key?: string }
+  | { type: 'dm'; to: string; body: unknown; key?: string }
+  | { type: 'presence'; room: string }
+  | { type: 'history'; room: string; limit?: number; before?: number }
+  | { type: 'inbox'; since?: Since }
+  | { type: 'refresh'; token: string }
+  | { type: 'ping' };
+
+export interface JoinResult {
+  room: string;
+  presence: string[];
+  offset: number;
+  epoch: string;
+  /** Present only when the join carried `since`. */
+  recovered?: boolean;
+}
+
+export interface LeaveResult {
+  room: string;
+}
+
+export interface PublishResult {
+  id: string;
+  offset: number;
+  epoch: string;
+  ts: number;
+  duplicate: boolean;
+  /** The idempotency key the publish was sent with (generated when the caller gave none). */
+  key: string;
+}
+
+export interface DirectMessageResult {
+  id: string;
+  offset: number;
+  epoch: string;
+  ts: number;
+  delivered: number;
+  live: boolean;
+  stored: boolean;
+  duplicate: boolean;
+  key: string;
+}
+
+export interface PresenceResult {
+  room: string;
+  presence: string[];
+}
+
+export interface HistoryResult<B = unknown> {
+  room: string;
+  messages: MessageEvent<B>[];
+  offset: number;
+  epoch: string;
+}
+
+export interface InboxResult {
+  offset: number;
+  epoch: string;
+  recovered?: boolean;
+}
+
+export interface RefreshResult {
+  expiresAt: number | null;
+}
+
+export interface PingResult {
+  pong: true;
+  ts: number;
+}
+
+/** Result type per command type. */
+export interface ResultMap {
+  join: JoinResult;
+  leave: LeaveResult;
+  publish: Omit<PublishResult, 'key'>;
+  dm: Omit<DirectMessageResult, 'key'>;
+  presence: PresenceResult;
+  history: HistoryResult;
+  inbox: InboxResult;
+  refresh: RefreshResult;
+  ping: PingResult;
+}
+
+export const CLOSE_NORMAL = 1000;
+export const CLOSE_GOING_AWAY = 1001;
+export const CLOSE_TOKEN_EXPIRED = 4001;
+export const CLOSE_KICKED = 4003;
