@@ -1,0 +1,207 @@
+// The one place that reads the environment. Every setting is a row of ENV below: its name, default and check.
+// loadConfig() validates everything at start-up and throws ConfigError naming the first bad variable.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+
+export class ConfigError extends Error {}
+
+type Env = Record<string, string | undefined>;
+
+function int(name: string, min: number, max: number) {
+  return (raw: string): number => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function list(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function oneOf<T extends string>(name: string, values: readonly T[]) {
+  return (raw: string): T => {
+    if (!(values as readonly string[]).includes(raw))
+      throw new ConfigError(`${name} must be one of ${values.join(', ')}, got "${raw}"`);
+    return raw as T;
+  };
+}
+
+/** JWT_PUBLIC_KEY may hold the PEM text itself or a path to a PEM file. */
+function pem(raw: string): string {
+  if (raw.includes('-----BEGIN')) return raw.replace(/\\n/g, '\n');
+  try {
+    return readFileSync(raw, 'utf8');
+  } catch {
+    throw new ConfigError(`JWT_PUBLIC_KEY is neither PEM text nor a readable file: ${raw}`);
+  }
+}
+
+function url(name: string) {
+  return (raw: string): string => {
+    try {
+      const u = new URL(raw);
+      if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error();
+    } catch {
+      throw new ConfigError(`${name} must be a redis:// or rediss:// URL`);
+    }
+    return raw;
+  };
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Name, default (undefined = unset) and parser of every environment variable the gateway reads. */
+const ENV = {
+  PORT: { def: '8080', parse: int('PORT', 0, 65535) },
+  HOST: { def: '0.0.0.0', parse: (s: string) => s },
+  NODE_ID: { def: undefined, parse: (s: string) => s },
+  NODE_ENV: { def: 'development', parse: (s: string) => s },
+  LOG_LEVEL: { def: 'info', parse: oneOf('LOG_LEVEL', LOG_LEVELS) },
+  REDIS_URL: { def: undefined, parse: url('REDIS_URL') },
+  REDIS_COMMAND_TIMEOUT_MS: { def: '2000', parse: int('REDIS_COMMAND_TIMEOUT_MS', 50, 60000) },
+  REDIS_KEY_PREFIX: { def: 'rc', parse: (s: string) => s },
+  JWT_SECRET: { def: undefined, parse: (s: string) => s },
+  JWT_PUBLIC_KEY: { def: undefined, parse: pem },
+  JWT_ISSUER: { def: undefined, parse: (s: string) => s },
+  JWT_AUDIENCE: { def: undefined, parse: (s: string) => s },
+  API_KEY: { def: undefined, parse: (s: string) => s },
+  ALLOWED_ORIGINS: { def: '', parse: list },
+  MAX_MESSAGE_BYTES: { def: '16384', parse: int('MAX_MESSAGE_BYTES', 64, 1048576) },
+  MAX_FRAME_BYTES: { def: '65536', parse: int('MAX_FRAME_BYTES', 1024, 16777216) },
+  MAX_ROOM_NAME_LENGTH: { def: '128', parse: int('MAX_ROOM_NAME_LENGTH', 1, 1024) },
+  MAX_ROOMS_PER_CONNECTION: { def: '100', parse: int('MAX_ROOMS_PER_CONNECTION', 1, 100000) },
+  CMD_RATE: { def: '50', parse: int('CMD_RATE', 1, 1000000) },
+  CMD_BURST: { def: '100', parse: int('CMD_BURST', 1, 1000000) },
+  USER_MSG_RATE: { def: '20', parse: int('USER_MSG_RATE', 0, 1000000) },
+  CONN_RATE_PER_IP: { def: '50', parse: int('CONN_RATE_PER_IP', 0, 1000000) },
+  MAX_VIOLATIONS: { def: '20', parse: int('MAX_VIOLATIONS', 1, 1000000) },
+  IDLE_TIMEOUT_S: { def: '60', parse: int('IDLE_TIMEOUT_S', 8, 960) },
+  SLOW_CONSUMER_BYTES: { def: '1048576', parse: int('SLOW_CONSUMER_BYTES', 1024, 1073741824) },
+  HISTORY_SIZE: { def: '1000', parse: int('HISTORY_SIZE', 1, 10000000) },
+  HISTORY_TTL_S: { def: '86400', parse: int('HISTORY_TTL_S', 1, 31536000) },
+  INBOX_SIZE: { def: '1000', parse: int('INBOX_SIZE', 1, 10000000) },
+  INBOX_TTL_S: { def: '604800', parse: int('INBOX_TTL_S', 1, 31536000) },
+  DEDUP_WINDOW_S: { def: '300', parse: int('DEDUP_WINDOW_S', 1, 86400) },
+  PRESENCE_TTL_MS: { def: '25000', parse: int('PRESENCE_TTL_MS', 1000, 3600000) },
+  SHUTDOWN_GRACE_MS: { def: '10000', parse: int('SHUTDOWN_GRACE_MS', 0, 600000) },
+  STATIC_DIR: { def: undefined, parse: (s: string) => s },
+  TRUST_PROXY: { def: 'false', parse: oneOf('TRUST_PROXY', ['true', 'false'] as const) },
+} as const;
+
+type EnvName = keyof typeof ENV;
+/** Every environment variable the gateway reads; deploy checks compare manifests against this list. */
+export const ENV_NAMES = Object.keys(ENV) as EnvName[];
+
+function read<K extends EnvName>(env: Env, name: K): ReturnType<(typeof ENV)[K]['parse']> | undefined {
+  const spec = ENV[name];
+  const raw = env[name] ?? spec.def;
+  if (raw === undefined || raw === '') return undefined;
+  return spec.parse(raw) as ReturnType<(typeof ENV)[K]['parse']>;
+}
+
+export interface Config {
+  port: number;
+  host: string;
+  nodeId: string;
+  production: boolean;
+  logLevel: (typeof LOG_LEVELS)[number];
+  redis?: { url: string; commandTimeoutMs: number; keyPrefix: string };
+  jwt: {
+    /** HS256 secret; in dev mode a random one generated at start-up. */
+    secret?: string;
+    publicKey?: string;
+    issuer?: string;
+    audience?: string;
+    /** true when no key was configured and dev mode minted one: /dev/token is served. */
+    dev: boolean;
+  };
+  apiKey?: string;
+  allowedOrigins: string[];
+  limits: {
+    maxMessageBytes: number;
+    maxFrameBytes: number;
+    maxRoomNameLength: number;
+    maxRoomsPerConnection: number;
+    cmdRate: number;
+    cmdBurst: number;
+    userMsgRate: number;
+    connRatePerIp: number;
+    maxViolations: number;
+    idleTimeoutS: number;
+    slowConsumerBytes: number;
+  };
+  history: { size: number; ttlS: number; inboxSize: number; inboxTtlS: number; dedupWindowS: number };
+  presenceTtlMs: number;
+  shutdownGraceMs: number;
+  staticDir?: string;
+  trustProxy: boolean;
+}
+
+export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> {
+  const production = read(env, 'NODE_ENV') === 'production';
+  const secret = read(env, 'JWT_SECRET');
+  const publicKey = read(env, 'JWT_PUBLIC_KEY');
+  const dev = secret === undefined && publicKey === undefined;
+  if (dev && production)
+    throw new ConfigError('JWT_SECRET or JWT_PUBLIC_KEY must be set when NODE_ENV=production');
+  if (secret !== undefined && secret.length < 16)
+    throw new ConfigError('JWT_SECRET must be at least 16 characters');
+  const redisUrl = read(env, 'REDIS_URL');
+  const maxMessageBytes = read(env, 'MAX_MESSAGE_BYTES')!;
+  const maxFrameBytes = read(env, 'MAX_FRAME_BYTES')!;
+  if (maxFrameBytes < maxMessageBytes + 1024)
+    throw new ConfigError('MAX_FRAME_BYTES must exceed MAX_MESSAGE_BYTES by at least 1024');
+  const config: Config = {
+    port: read(env, 'PORT')!,
+    host: read(env, 'HOST')!,
+    nodeId: read(env, 'NODE_ID') ?? `${hostname()}-${process.pid}`,
+    production,
+    logLevel: read(env, 'LOG_LEVEL')!,
+    redis: redisUrl
+      ? {
+          url: redisUrl,
+          commandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS')!,
+          keyPrefix: read(env, 'REDIS_KEY_PREFIX')!,
+        }
+      : undefined,
+    jwt: {
+      secret: dev ? devSecret() : secret,
+      publicKey,
+      issuer: read(env, 'JWT_ISSUER'),
+      audience: read(env, 'JWT_AUDIENCE'),
+      dev,
+    },
+    apiKey: read(env, 'API_KEY'),
+    allowedOrigins: read(env, 'ALLOWED_ORIGINS') ?? [],
+    limits: {
+      maxMessageBytes,
+      maxFrameBytes,
+      maxRoomNameLength: read(env, 'MAX_ROOM_NAME_LENGTH')!,
+      maxRoomsPerConnection: read(env, 'MAX_ROOMS_PER_CONNECTION')!,
+      cmdRate: read(env, 'CMD_RATE')!,
+      cmdBurst: read(env, 'CMD_BURST')!,
+      userMsgRate: read(env, 'USER_MSG_RATE')!,
+      connRatePerIp: read(env, 'CONN_RATE_PER_IP')!,
+      maxViolations: read(env, 'MAX_VIOLATIONS')!,
+      idleTimeoutS: read(env, 'IDLE_TIMEOUT_S')!,
+      slowConsumerBytes: read(env, 'SLOW_CONSUMER_BYTES')!,
+    },
+    history: {
+      size: read(env, 'HISTORY_SIZE')!,
+      ttlS: read(env, 'HISTORY_TTL_S')!,
+      inboxSize: read(env, 'INBOX_SIZE')!,
+      inboxTtlS: read(env, 'INBOX_TTL_S')!,
+      dedupWindowS: read(env, 'DEDUP_WINDOW_S')!,
+    },
+    presenceTtlMs: read(env, 'PRESENCE_TTL_MS')!,
+    shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS')!,
+    staticDir: read(env, 'STATIC_DIR'),
+    trustProxy: read(env, 'TRUST_PROXY') === 'true',
+  };
+  return Object.freeze(config);
+}

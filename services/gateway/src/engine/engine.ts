@@ -1,0 +1,112 @@
+// The engine: everything that crosses nodes or outlives a connection. Two implementations, MemoryEngine (one
+// node, no persistence) and RedisEngine (a cluster of nodes), honour the contract written here; the contract
+// suite in test/ runs against both.
+
+/** An offset-numbered event stream: a room's history, or a user's inbox of direct messages. */
+export type StreamRef = { kind: 'room'; name: string } | { kind: 'inbox'; name: string };
+
+export interface StoredEvent {
+  offset: number;
+  /** The complete event frame as JSON text, exactly as clients receive it. */
+  frame: string;
+}
+
+export interface AppendInput {
+  type: 'message' | 'dm';
+  id: string;
+  ts: number;
+  /** Frame text after the offset and epoch (see protocol/frames.ts eventTail). */
+  tail: string;
+  /** Idempotency: a repeated (scope, key) within the dedup window returns the first result and stores nothing. */
+  dedup?: { scope: string; key: string };
+  /** A connection id that should not receive this event live (the sender of a DM). */
+  skip?: string;
+}
+
+export interface AppendResult {
+  offset: number;
+  epoch: string;
+  id: string;
+  ts: number;
+  duplicate: boolean;
+}
+
+export interface ReadResult {
+  epoch: string;
+  /** The stream's latest offset (0 when nothing was ever stored in this epoch). */
+  top: number;
+  /** Ascending by offset. */
+  events: StoredEvent[];
+}
+
+/** What the bus carries to the nodes subscribed to a stream's channel. */
+export type BusMessage =
+  | { kind: 'event'; offset: number; epoch: string; ts: number; skip: string; frame: string | Uint8Array }
+  | { kind: 'presence'; frame: string | Uint8Array }
+  | { kind: 'disconnect' };
+
+export type BusHandler = (channel: string, message: BusMessage) => void;
+
+export interface LocalState {
+  /** room -> users with at least one local connection in it */
+  rooms: Map<string, Set<string>>;
+  /** user -> local connection ids */
+  users: Map<string, Set<string>>;
+}
+
+export interface Engine {
+  readonly kind: 'memory' | 'redis';
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Can serve commands now (Redis reachable). */
+  ready(): boolean;
+
+  /** The bus channel of a stream; the hub keys its topics by it. */
+  channel(stream: StreamRef): string;
+  /** Called for every bus message on a subscribed channel, in publish order per channel. Set once. */
+  onMessage(handler: BusHandler): void;
+  /** Called when the bus may have missed messages (it reconnected): the hub re-reads every stream it serves. */
+  onResync(handler: () => void): void;
+  /** Resolves once messages published afterwards on the channel will reach onMessage. */
+  subscribe(channel: string): Promise<void>;
+  unsubscribe(channel: string): Promise<void>;
+
+  /**
+   * Stores the event, then publishes it on the stream's channel, atomically: an event is published only if it
+   * was stored, offsets increase by one with no gaps, and the bus delivers them in offset order.
+   * Rejects (nothing promised) when the store cannot be reached in time.
+   */
+  append(stream: StreamRef, input: AppendInput): Promise<AppendResult>;
+  /** Events with offset > after, at most `limit`. Creates the stream's epoch if it has none yet. */
+  read(stream: StreamRef, after: number, limit: number): Promise<ReadResult>;
+  /** The `limit` newest events with offset < before (or the newest when before is undefined), ascending. */
+  readBefore(stream: StreamRef, before: number | undefined, limit: number): Promise<ReadResult>;
+
+  /** Marks `user` present in `room` via this node; publishes a join event when it is the user's first node. */
+  presenceAdd(room: string, user: string): Promise<string[]>;
+  /** Removes this node's mark; publishes a leave event when no node has the user in the room any more. */
+  presenceRemove(room: string, user: string): Promise<void>;
+  /** Users present in the room on any live node. */
+  presence(room: string): Promise<string[]>;
+
+  connectionAdd(user: string, connId: string, info: Record<string, unknown>): Promise<void>;
+  connectionRemove(user: string, connId: string): Promise<void>;
+  /** Live connections of the user across all nodes. */
+  connectionCount(user: string): Promise<number>;
+  /** Asks every node to close the user's connections. */
+  disconnectUser(user: string): Promise<void>;
+
+  /** Counts one message of the user against USER_MSG_RATE; returns 0, or ms until the user may send again. */
+  userRate(user: string, perSecond: number): Promise<number>;
+
+  /**
+   * Heartbeat: re-asserts this node's presence and connection entries (they expire PRESENCE_TTL_MS after the
+   * last heartbeat, which is how a crashed node's entries disappear) and prunes expired entries of other nodes
+   * in the rooms this node serves, publishing their leave events.
+   */
+  heartbeat(local: LocalState): Promise<void>;
+  /** Removes every entry this node holds (graceful shutdown). */
+  removeNode(local: LocalState): Promise<void>;
+}
+
+export class UnavailableError extends Error {}

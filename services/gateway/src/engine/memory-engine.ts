@@ -1,0 +1,197 @@
+// Single-node engine: everything in this process, nothing survives a restart (a restart is a new epoch).
+import type {
+  AppendInput,
+  AppendResult,
+  BusHandler,
+  BusMessage,
+  Engine,
+  LocalState,
+  ReadResult,
+  StoredEvent,
+  StreamRef,
+} from './engine';
+import { newEpoch } from './epoch';
+import { presenceEvent, storedEvent } from '../protocol/frames';
+
+interface Stream {
+  epoch: string;
+  top: number;
+  events: StoredEvent[];
+  expiresAt: number;
+}
+
+export interface MemoryEngineOptions {
+  historySize: number;
+  historyTtlS: number;
+  inboxSize: number;
+  inboxTtlS: number;
+  dedupWindowS: number;
+}
+
+export class MemoryEngine implements Engine {
+  readonly kind = 'memory';
+  private handler: BusHandler = () => {};
+  private readonly subscribed = new Set<string>();
+  private readonly streams = new Map<string, Stream>();
+  private readonly dedup = new Map<string, { result: AppendResult; expiresAt: number }>();
+  private readonly rooms = new Map<string, Set<string>>();
+  private readonly conns = new Map<string, Set<string>>();
+  private readonly rates = new Map<string, { window: number; count: number }>();
+  private sweeper?: NodeJS.Timeout;
+
+  constructor(private readonly opts: MemoryEngineOptions) {}
+
+  async start(): Promise<void> {
+    this.sweeper = setInterval(() => this.sweep(), 10_000).unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.sweeper);
+  }
+
+  ready(): boolean {
+    return true;
+  }
+
+  channel(stream: StreamRef): string {
+    return `${stream.kind === 'room' ? 'r' : 'u'}:${stream.name}`;
+  }
+
+  onMessage(handler: BusHandler): void {
+    this.handler = handler;
+  }
+
+  onResync(): void {
+    // The in-process bus never loses messages.
+  }
+
+  async subscribe(channel: string): Promise<void> {
+    this.subscribed.add(channel);
+  }
+
+  async unsubscribe(channel: string): Promise<void> {
+    this.subscribed.delete(channel);
+  }
+
+  private publish(channel: string, message: BusMessage): void {
+    // Delivered in a later microtask, in order, like a message arriving from Redis.
+    queueMicrotask(() => {
+      if (this.subscribed.has(channel)) this.handler(channel, message);
+    });
+  }
+
+  private stream(ref: StreamRef): Stream {
+    const key = this.channel(ref);
+    let s = this.streams.get(key);
+    if (!s || s.expiresAt < Date.now()) {
+      s = { epoch: newEpoch(), top: 0, events: [], expiresAt: 0 };
+      this.streams.set(key, s);
+    }
+    s.expiresAt = Date.now() + (ref.kind === 'room' ? this.opts.historyTtlS : this.opts.inboxTtlS) * 1000;
+    return s;
+  }
+
+  async append(ref: StreamRef, input: AppendInput): Promise<AppendResult> {
+    const channel = this.channel(ref);
+    const dedupKey = input.dedup && `${channel}\u0000${input.dedup.scope}\u0000${input.dedup.key}`;
+    if (dedupKey) {
+      const prev = this.dedup.get(dedupKey);
+      if (prev && prev.expiresAt > Date.now()) return { ...prev.result, duplicate: true };
+    }
+    const s = this.stream(ref);
+    const offset = ++s.top;
+    const frame = storedEvent(input.type, offset, s.epoch, input.tail);
+    s.events.push({ offset, frame });
+    const max = ref.kind === 'room' ? this.opts.historySize : this.opts.inboxSize;
+    if (s.events.length > max) s.events.splice(0, s.events.length - max);
+    const result: AppendResult = { offset, epoch: s.epoch, id: input.id, ts: input.ts, duplicate: false };
+    if (dedupKey) this.dedup.set(dedupKey, { result, expiresAt: Date.now() + this.opts.dedupWindowS * 1000 });
+    this.publish(channel, {
+      kind: 'event',
+      offset,
+      epoch: s.epoch,
+      ts: input.ts,
+      skip: input.skip ?? '',
+      frame,
+    });
+    return result;
+  }
+
+  async read(ref: StreamRef, after: number, limit: number): Promise<ReadResult> {
+    const s = this.stream(ref);
+    const events: StoredEvent[] = [];
+    for (const e of s.events) {
+      if (e.offset > after) events.push(e);
+      if (events.length === limit) break;
+    }
+    return { epoch: s.epoch, top: s.top, events };
+  }
+
+  async readBefore(ref: StreamRef, before: number | undefined, limit: number): Promise<ReadResult> {
+    const s = this.stream(ref);
+    const older = s.events.filter((e) => before === undefined || e.offset < before);
+    return { epoch: s.epoch, top: s.top, events: older.slice(-limit) };
+  }
+
+  async presenceAdd(room: string, user: string): Promise<string[]> {
+    let users = this.rooms.get(room);
+    if (!users) this.rooms.set(room, (users = new Set()));
+    if (!users.has(user)) {
+      users.add(user);
+      this.publish(`r:${room}`, { kind: 'presence', frame: presenceEvent(room, 'join', user) });
+    }
+    return [...users];
+  }
+
+  async presenceRemove(room: string, user: string): Promise<void> {
+    const users = this.rooms.get(room);
+    if (!users?.delete(user)) return;
+    if (users.size === 0) this.rooms.delete(room);
+    this.publish(`r:${room}`, { kind: 'presence', frame: presenceEvent(room, 'leave', user) });
+  }
+
+  async presence(room: string): Promise<string[]> {
+    return [...(this.rooms.get(room) ?? [])];
+  }
+
+  async connectionAdd(user: string, connId: string): Promise<void> {
+    let set = this.conns.get(user);
+    if (!set) this.conns.set(user, (set = new Set()));
+    set.add(connId);
+  }
+
+  async connectionRemove(user: string, connId: string): Promise<void> {
+    const set = this.conns.get(user);
+    set?.delete(connId);
+    if (set?.size === 0) this.conns.delete(user);
+  }
+
+  async connectionCount(user: string): Promise<number> {
+    return this.conns.get(user)?.size ?? 0;
+  }
+
+  async disconnectUser(user: string): Promise<void> {
+    this.publish(`u:${user}`, { kind: 'disconnect' });
+  }
+
+  async userRate(user: string, perSecond: number): Promise<number> {
+    const now = Date.now();
+    const window = Math.floor(now / 1000);
+    let r = this.rates.get(user);
+    if (!r || r.window !== window) this.rates.set(user, (r = { window, count: 0 }));
+    r.count++;
+    return r.count > perSecond ? (window + 1) * 1000 - now : 0;
+  }
+
+  async heartbeat(_local: LocalState): Promise<void> {}
+
+  async removeNode(): Promise<void> {}
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [k, v] of this.dedup) if (v.expiresAt < now) this.dedup.delete(k);
+    for (const [k, v] of this.streams) if (v.expiresAt < now) this.streams.delete(k);
+    const window = Math.floor(now / 1000);
+    for (const [k, v] of this.rates) if (v.window < window) this.rates.delete(k);
+  }
+}

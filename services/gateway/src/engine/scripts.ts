@@ -1,0 +1,123 @@
+// Lua scripts run atomically by Redis. Each touches only keys of one hash tag (one Cluster slot).
+
+/**
+ * KEYS: meta, history, dedup.  ARGV: type, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s, new_epoch, channel,
+ * use_dedup ('1'|'0'), publish command, id.
+ * Returns {1, offset, epoch} when stored and published, {0, "offset|epoch|id|ts"} for a duplicate.
+ */
+export const APPEND = `
+if ARGV[10] == '1' then
+  local prev = redis.call('GET', KEYS[3])
+  if prev then return {0, prev} end
+end
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[8]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local frame = '{"type":"' .. ARGV[1] .. '","offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'f', frame)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+if ARGV[10] == '1' then
+  redis.call('SET', KEYS[3], offset .. '|' .. epoch .. '|' .. ARGV[12] .. '|' .. ARGV[3], 'EX', ARGV[7])
+end
+redis.call(ARGV[11], ARGV[9], 'e|' .. offset .. '|' .. epoch .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. frame)
+return {1, offset, epoch}
+`;
+
+/**
+ * KEYS: meta, history.  ARGV: mode ('after'|'before'), after_or_before ('' = newest), limit, new_epoch, ttl_s.
+ * Returns {epoch, top, entries}; creates the epoch when the stream has none.
+ */
+export const READ = `
+local epoch = redis.call('HGET', KEYS[1], 'e')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+end
+local top = redis.call('HGET', KEYS[1], 'o') or '0'
+local entries
+if ARGV[1] == 'after' then
+  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', ARGV[3])
+else
+  local hi = '+'
+  if ARGV[2] ~= '' then hi = '(' .. ARGV[2] .. '-0' end
+  entries = redis.call('XREVRANGE', KEYS[2], hi, '-', 'COUNT', ARGV[3])
+end
+return {epoch, top, entries}
+`;
+
+/**
+ * KEYS: presence zset, presence-users hash.  ARGV: mode ('add'|'remove'|'list'|'prune'), room, user, node,
+ * now_ms, expiry_ms, ttl_ms, channel, publish command.
+ * Prunes members whose node stopped heartbeating (publishing leave events), then applies the mode.
+ * Returns the users present for 'add' and 'list'.
+ */
+export const PRESENCE = `
+local room, user, node, channel, pub = ARGV[2], ARGV[3], ARGV[4], ARGV[8], ARGV[9]
+local function event(kind, who)
+  redis.call(pub, channel, 'p|{"type":"presence","room":' .. cjson.encode(room) .. ',"event":"' .. kind ..
+    '","user":' .. cjson.encode(who) .. '}')
+end
+local function gone(who)
+  if redis.call('HINCRBY', KEYS[2], who, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], who)
+    event('leave', who)
+  end
+end
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[5])) do
+  redis.call('ZREM', KEYS[1], m)
+  gone(string.match(m, '^(.*)|[^|]*$'))
+end
+if ARGV[1] == 'add' then
+  if redis.call('ZADD', KEYS[1], ARGV[6], user .. '|' .. node) == 1 then
+    if redis.call('HINCRBY', KEYS[2], user, 1) == 1 then event('join', user) end
+  end
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+elseif ARGV[1] == 'remove' then
+  if redis.call('ZREM', KEYS[1], user .. '|' .. node) == 1 then gone(user) end
+end
+if ARGV[1] == 'add' or ARGV[1] == 'list' then return redis.call('HKEYS', KEYS[2]) end
+return {}
+`;
+
+/**
+ * KEYS: connections zset, sessions hash.  ARGV: mode ('add'|'touch'|'remove'|'count'), node, conn, now_ms,
+ * expiry_ms, ttl_ms, session_json.  Prunes connections of nodes that stopped heartbeating.
+ * Returns the number of live connections.
+ */
+export const CONNECTIONS = `
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])) do
+  redis.call('ZREM', KEYS[1], m)
+  redis.call('HDEL', KEYS[2], string.match(m, '|([^|]*)$'))
+end
+local member = ARGV[2] .. '|' .. ARGV[3]
+if ARGV[1] == 'add' or ARGV[1] == 'touch' then
+  redis.call('ZADD', KEYS[1], ARGV[5], member)
+  if ARGV[1] == 'add' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[7]) end
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+elseif ARGV[1] == 'remove' then
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('HDEL', KEYS[2], ARGV[3])
+end
+return redis.call('ZCARD', KEYS[1])
+`;
+
+/** KEYS: counter.  ARGV: limit per second.  Returns 0 or the ms until the window resets. */
+export const RATE = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], 1000) end
+if n > tonumber(ARGV[1]) then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl < 1 then ttl = 1 end
+  return ttl
+end
+return 0
+`;

@@ -1,0 +1,512 @@
+// Per-connection protocol logic: the welcome, command dispatch with its limits, replies, and the server API.
+// Transport-agnostic: it sees Connections, never uWS sockets.
+import type { Config } from './config';
+import type { Engine, StreamRef } from './engine/engine';
+import { UnavailableError } from './engine/engine';
+import { Client, type Connection, type Sub } from './hub/client';
+import type { Hub } from './hub/hub';
+import type { Logger } from './logger';
+import type { Metrics, Stats } from './metrics';
+import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
+import { parseCommand, FrameError, validRoom, type Command } from './protocol/commands';
+import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
+import { errorReply, eventTail, okReply } from './protocol/frames';
+
+/** Token bucket for commands per second on one connection. */
+class Bucket {
+  private tokens: number;
+  private last = performance.now();
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+  ) {
+    this.tokens = burst;
+  }
+  /** 0 when allowed, else ms until a token is available. */
+  take(): number {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
+    this.last = now;
+    if (this.tokens >= 1) {
+      this.tokens -= 1;
+      return 0;
+    }
+    return Math.ceil(((1 - this.tokens) * 1000) / this.rate);
+  }
+}
+
+interface Session {
+  client: Client;
+  identity: Identity;
+  bucket: Bucket;
+  violations: number[];
+  expiry?: NodeJS.Timeout;
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A reply may carry work that must run right after the reply is written (JSON.stringify skips symbols). */
+const AFTER_REPLY = Symbol('afterReply');
+const VIOLATION_WINDOW_MS = 60_000;
+
+let idCounter = 0;
+const idPrefix = Math.floor(Math.random() * 36 ** 6)
+  .toString(36)
+  .padStart(6, '0');
+
+/** Unique across nodes with overwhelming probability; short on the wire. */
+export function newMessageId(): string {
+  return `${idPrefix}${(idCounter++).toString(36)}`;
+}
+
+export class Gateway {
+  readonly sessions = new Map<Client, Session>();
+
+  constructor(
+    private readonly config: Readonly<Config>,
+    private readonly engine: Engine,
+    private readonly hub: Hub,
+    private readonly verifier: TokenVerifier,
+    private readonly metrics: Metrics,
+    private readonly stats: Stats,
+    private readonly log: Logger,
+  ) {}
+
+  get clients(): Iterable<Client> {
+    return this.sessions.keys();
+  }
+
+  /** A socket opened with a verified identity: welcome it, register it, and make it live on its inbox. */
+  open(conn: Connection, identity: Identity): Client {
+    const client = new Client(conn.id, identity.user, conn);
+    const session: Session = {
+      client,
+      identity,
+      bucket: new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst),
+      violations: [],
+    };
+    this.sessions.set(client, session);
+    this.armExpiry(session);
+    this.metrics.connectionsOpened.inc();
+    this.send(
+      client,
+      JSON.stringify({
+        type: 'welcome',
+        user: identity.user,
+        node: this.config.nodeId,
+        session: client.id,
+        protocol: 1,
+        expiresAt: identity.expiresAt,
+      }),
+      'welcome',
+    );
+    client.inboxReady = this.openInbox(client);
+    client.inboxReady.catch((err: Error) => {
+      this.log.warn({ err: err.message, conn: client.id }, 'inbox attach failed');
+    });
+    this.engine
+      .connectionAdd(identity.user, client.id, { node: this.config.nodeId, connectedAt: Date.now() })
+      .catch((err: Error) =>
+        this.log.warn({ err: err.message, conn: client.id }, 'connection registry write failed'),
+      );
+    return client;
+  }
+
+  closed(client: Client, code: number): void {
+    const session = this.sessions.get(client);
+    if (!session) return;
+    this.sessions.delete(client);
+    client.closed = true;
+    clearTimeout(session.expiry);
+    this.hub.forget(client);
+    this.metrics.connectionsClosed.inc({ code: String(code) });
+    for (const room of client.rooms.keys()) this.leaveRoom(client, room);
+    if (client.inbox) this.hub.remove(client, client.inbox.ref);
+    this.engine
+      .connectionRemove(client.user, client.id)
+      .catch((err: Error) =>
+        this.log.warn({ err: err.message, conn: client.id }, 'connection registry removal failed'),
+      );
+  }
+
+  /** A text frame from the client. Never throws: every outcome is a reply. */
+  message(client: Client, text: string, bytes: number): void {
+    this.stats.bytesIn += bytes;
+    const session = this.sessions.get(client);
+    if (!session) return;
+    let command: Command;
+    try {
+      command = parseCommand(text, this.config.limits);
+    } catch (err) {
+      const e = err as FrameError;
+      this.metrics.messagesIn.inc({ type: 'invalid' });
+      this.fail(session, e.id, e.code, e.message);
+      return;
+    }
+    this.metrics.messagesIn.inc({ type: command.type });
+    const wait = session.bucket.take();
+    if (wait > 0) {
+      this.metrics.rateLimited.inc({ scope: 'connection' });
+      this.fail(session, command.id, 'rate_limited', 'too many commands on this connection', wait);
+      return;
+    }
+    this.dispatch(session, command).then(
+      (fields) => {
+        this.send(client, okReply(command.id, fields), 'reply');
+        (fields[AFTER_REPLY] as (() => void) | undefined)?.();
+      },
+      (err: unknown) => {
+        if (err instanceof ProtocolError)
+          this.fail(session, command.id, err.code, err.message, err.retryAfterMs);
+        else if (err instanceof UnavailableError)
+          this.fail(session, command.id, 'unavailable', 'storage unavailable, retry');
+        else {
+          this.log.error({ err, conn: client.id, type: command.type }, 'command failed');
+          this.fail(session, command.id, 'internal', 'internal error');
+        }
+      },
+    );
+  }
+
+  binary(client: Client, bytes: number): void {
+    this.stats.bytesIn += bytes;
+    const session = this.sessions.get(client);
+    if (session) this.fail(session, null, 'bad_request', 'binary frames are not supported; send JSON text');
+  }
+
+  private fail(
+    session: Session,
+    re: number | null,
+    code: ErrorCode,
+    message: string,
+    retryAfterMs?: number,
+  ): void {
+    const { client } = session;
+    this.metrics.errorReplies.inc({ code });
+    this.send(client, errorReply(re, code, message, retryAfterMs), 'reply');
+    if (!ERROR_CODES[code].violation) return;
+    const now = Date.now();
+    session.violations.push(now);
+    while (session.violations.length > 0 && session.violations[0]! < now - VIOLATION_WINDOW_MS)
+      session.violations.shift();
+    if (session.violations.length >= this.config.limits.maxViolations) {
+      this.log.info({ conn: client.id, user: client.user }, 'closing connection after repeated bad frames');
+      client.conn.close(CLOSE.policy, 'too many bad frames');
+    }
+  }
+
+  private send(client: Client, frame: string, type: string): void {
+    if (client.closed) return;
+    client.conn.send(frame);
+    this.stats.countOut(type, frame.length);
+  }
+
+  private dispatch(session: Session, c: Command): Promise<Record<string | symbol, unknown>> {
+    switch (c.type) {
+      case 'join':
+        return this.join(session, c.room, c.since);
+      case 'leave':
+        return this.leave(session, c.room);
+      case 'publish':
+        return this.publish(session, c.room, c.body, c.key);
+      case 'dm':
+        return this.dm(session, c.to, c.body, c.key);
+      case 'presence':
+        return this.presenceOf(session, c.room);
+      case 'history':
+        return this.history(session, c.room, c.limit, c.before);
+      case 'inbox':
+        return this.inbox(session, c.since);
+      case 'refresh':
+        return this.refresh(session, c.token);
+      case 'ping':
+        return Promise.resolve({ pong: true, ts: Date.now() });
+    }
+  }
+
+  private checkRoom(session: Session, room: string): void {
+    if (!roomAllowed(session.identity, room))
+      throw new ProtocolError('forbidden', `not allowed to join ${room}`);
+  }
+
+  private async join(
+    session: Session,
+    room: string,
+    since?: { offset: number; epoch?: string },
+  ): Promise<Record<string | symbol, unknown>> {
+    const { client } = session;
+    this.checkRoom(session, room);
+    const existing = client.rooms.get(room);
+    if (existing) {
+      return {
+        room,
+        presence: await this.engine.presence(room),
+        offset: existing.offset,
+        epoch: existing.epoch,
+      };
+    }
+    if (client.rooms.size >= this.config.limits.maxRoomsPerConnection)
+      throw new ProtocolError(
+        'too_many_rooms',
+        `at most ${this.config.limits.maxRoomsPerConnection} rooms per connection`,
+      );
+    const ref: StreamRef = { kind: 'room', name: room };
+    const sub = await this.hub.add(client, ref);
+    client.rooms.set(room, sub);
+    try {
+      const [presence, head] = await Promise.all([
+        this.engine.presenceAdd(room, client.user),
+        this.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1),
+      ]);
+      if (client.closed || client.rooms.get(room) !== sub)
+        throw new ProtocolError('not_member', 'left while joining');
+      const reply: Record<string | symbol, unknown> = { room, presence, offset: head.top, epoch: head.epoch };
+      if (!since) {
+        reply[AFTER_REPLY] = () => this.hub.start(client, sub, head.epoch, head.top, false);
+        return reply;
+      }
+      const recovered = recoverable(since, head);
+      this.metrics.recoveries.inc({ result: recovered ? 'recovered' : 'gap' });
+      reply.recovered = recovered;
+      // The reply goes out before the replay.
+      reply[AFTER_REPLY] = () =>
+        recovered
+          ? this.hub.start(client, sub, head.epoch, since.offset, true)
+          : this.hub.start(client, sub, head.epoch, head.top, false);
+      return reply;
+    } catch (err) {
+      if (client.rooms.get(room) === sub) this.leaveRoom(client, room);
+      throw err;
+    }
+  }
+
+  private leaveRoom(client: Client, room: string): void {
+    const sub = client.rooms.get(room);
+    if (!sub) return;
+    client.rooms.delete(room);
+    if (this.hub.remove(client, sub.ref)) {
+      this.engine
+        .presenceRemove(room, client.user)
+        .catch((err: Error) => this.log.warn({ err: err.message, room }, 'presence removal failed'));
+    }
+  }
+
+  private async leave(session: Session, room: string): Promise<Record<string, unknown>> {
+    if (!session.client.rooms.has(room)) throw new ProtocolError('not_member', `not a member of ${room}`);
+    this.leaveRoom(session.client, room);
+    return { room };
+  }
+
+  private async userRate(user: string): Promise<void> {
+    if (this.config.limits.userMsgRate === 0) return;
+    const wait = await this.engine.userRate(user, this.config.limits.userMsgRate);
+    if (wait > 0) {
+      this.metrics.rateLimited.inc({ scope: 'user' });
+      throw new ProtocolError('rate_limited', 'too many messages from this user', wait);
+    }
+  }
+
+  private async publish(
+    session: Session,
+    room: string,
+    body: string,
+    key?: string,
+  ): Promise<Record<string, unknown>> {
+    const { client } = session;
+    if (!client.rooms.has(room)) throw new ProtocolError('not_member', `join ${room} before publishing`);
+    await this.userRate(client.user);
+    return this.store({ kind: 'room', name: room }, 'message', client.user, { room }, body, key);
+  }
+
+  /** Stores and fans out one room message; shared by `publish` and the server API. */
+  private async store(
+    ref: StreamRef,
+    type: 'message' | 'dm',
+    from: string,
+    extra: { room?: string; to?: string },
+    body: string,
+    key?: string,
+    skip?: string,
+  ): Promise<Record<string, unknown>> {
+    const id = newMessageId();
+    const ts = Date.now();
+    const result = await this.engine.append(ref, {
+      type,
+      id,
+      ts,
+      tail: eventTail({ ...extra, id, from, ts }, body),
+      dedup: key ? { scope: from, key } : undefined,
+      skip,
+    });
+    return {
+      id: result.id,
+      offset: result.offset,
+      epoch: result.epoch,
+      ts: result.ts,
+      duplicate: result.duplicate,
+    };
+  }
+
+  private async dm(
+    session: Session,
+    to: string,
+    body: string,
+    key?: string,
+  ): Promise<Record<string, unknown>> {
+    const { client } = session;
+    await this.userRate(client.user);
+    const reply = await this.store({ kind: 'inbox', name: to }, 'dm', client.user, { to }, body, key);
+    if (to !== client.user && !reply.duplicate) {
+      // The sender's copy, for the sender's other connections and their recovery; the sending one has the reply.
+      await this.engine.append(
+        { kind: 'inbox', name: client.user },
+        {
+          type: 'dm',
+          id: reply.id as string,
+          ts: reply.ts as number,
+          tail: eventTail({ id: reply.id as string, from: client.user, to, ts: reply.ts as number }, body),
+          skip: client.id,
+        },
+      );
+    }
+    const delivered = await this.engine.connectionCount(to);
+    return { ...reply, delivered, live: delivered > 0, stored: true };
+  }
+
+  private async presenceOf(session: Session, room: string): Promise<Record<string, unknown>> {
+    this.checkRoom(session, room);
+    return { room, presence: await this.engine.presence(room) };
+  }
+
+  private async history(
+    session: Session,
+    room: string,
+    limit: number,
+    before?: number,
+  ): Promise<Record<string, unknown>> {
+    this.checkRoom(session, room);
+    const page = await this.engine.readBefore({ kind: 'room', name: room }, before, limit);
+    return {
+      room,
+      offset: page.top,
+      epoch: page.epoch,
+      messages: page.events.map((e) => JSON.parse(e.frame) as unknown),
+    };
+  }
+
+  /** Every connection is live on its user's inbox from the moment it opens. */
+  private async openInbox(client: Client): Promise<Sub> {
+    const ref: StreamRef = { kind: 'inbox', name: client.user };
+    const sub = await this.hub.add(client, ref);
+    if (client.closed) {
+      this.hub.remove(client, ref);
+      return sub;
+    }
+    client.inbox = sub;
+    const head = await this.engine.read(ref, Number.MAX_SAFE_INTEGER, 1);
+    if (sub.epoch === '') this.hub.start(client, sub, head.epoch, head.top, false);
+    return sub;
+  }
+
+  /** `inbox {since}`: replay stored DMs after since.offset, then continue live. */
+  private async inbox(
+    session: Session,
+    since?: { offset: number; epoch?: string },
+  ): Promise<Record<string | symbol, unknown>> {
+    const { client } = session;
+    const sub = await client.inboxReady!;
+    const ref: StreamRef = { kind: 'inbox', name: client.user };
+    const head = await this.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1);
+    if (!since) return { offset: head.top, epoch: head.epoch };
+    const recovered = recoverable(since, head);
+    this.metrics.recoveries.inc({ result: recovered ? 'recovered' : 'gap' });
+    return {
+      offset: head.top,
+      epoch: head.epoch,
+      recovered,
+      // Rewinds the live inbox to since.offset; events already delivered past it are delivered again (clients
+      // dedupe by offset).
+      [AFTER_REPLY]: () => {
+        if (recovered) this.hub.start(client, sub, head.epoch, since.offset, true);
+      },
+    };
+  }
+
+  private async refresh(session: Session, token: string): Promise<Record<string, unknown>> {
+    let identity: Identity;
+    try {
+      identity = this.verifier.verify(token);
+    } catch (err) {
+      const reason = err instanceof AuthError ? err.reason : 'malformed';
+      this.metrics.authFailures.inc({ reason });
+      throw new ProtocolError('unauthorized', `token rejected: ${reason}`);
+    }
+    if (identity.user !== session.identity.user)
+      throw new ProtocolError('unauthorized', 'token is for another user');
+    session.identity = identity;
+    this.armExpiry(session);
+    return { expiresAt: identity.expiresAt };
+  }
+
+  private armExpiry(session: Session): void {
+    clearTimeout(session.expiry);
+    const at = session.identity.expiresAt;
+    if (at === null) return;
+    session.expiry = setTimeout(
+      () => {
+        this.log.info({ conn: session.client.id, user: session.client.user }, 'token expired; closing');
+        session.client.conn.close(CLOSE.tokenExpired, 'token expired');
+      },
+      Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS),
+    );
+    session.expiry.unref();
+  }
+
+  /** Closes every local connection of the user (server API disconnect, any node). */
+  disconnectUser(user: string): void {
+    for (const client of [...this.sessions.keys()])
+      if (client.user === user) client.conn.close(CLOSE.kicked, 'disconnected by server');
+  }
+
+  /** Server API publish: the same store-then-fan-out as a client publish, from `from` (default "server"). */
+  async apiPublish(
+    room: string,
+    body: unknown,
+    key: string | undefined,
+    from: string,
+  ): Promise<Record<string, unknown>> {
+    if (!validRoom(room, this.config.limits.maxRoomNameLength))
+      throw new ProtocolError('bad_request', 'invalid room name');
+    if (body === undefined) throw new ProtocolError('bad_request', 'body is required');
+    const json = JSON.stringify(body);
+    if (Buffer.byteLength(json) > this.config.limits.maxMessageBytes)
+      throw new ProtocolError('too_large', `body exceeds ${this.config.limits.maxMessageBytes} bytes`);
+    if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 64))
+      throw new ProtocolError('bad_request', 'key must be a string of 1-64 characters');
+    return this.store({ kind: 'room', name: room }, 'message', from, { room }, json, key);
+  }
+
+  async apiPresence(room: string): Promise<string[]> {
+    if (!validRoom(room, this.config.limits.maxRoomNameLength))
+      throw new ProtocolError('bad_request', 'invalid room name');
+    return this.engine.presence(room);
+  }
+
+  /** Drain: tell every client to reconnect elsewhere and close it with 1001. */
+  goAway(): void {
+    for (const client of [...this.sessions.keys()]) {
+      this.send(client, JSON.stringify({ type: 'reconnect', reason: 'draining' }), 'reconnect');
+      client.conn.close(CLOSE.goingAway, 'node draining');
+    }
+  }
+}
+
+function recoverable(
+  since: { offset: number; epoch?: string },
+  head: { epoch: string; top: number; events: { offset: number }[] },
+): boolean {
+  if (since.epoch !== undefined && since.epoch !== head.epoch) return false;
+  if (since.offset > head.top) return false;
+  if (since.offset === head.top) return true;
+  const first = head.events[0];
+  return first !== undefined && first.offset === since.offset + 1;
+}

@@ -1,0 +1,49 @@
+import type { StreamRef } from '../engine/engine';
+
+/** What the hub needs of a socket; the transport provides it (see transport/uws-server.ts). */
+export interface Connection {
+  readonly id: string;
+  /** Writes one text frame: SENT, BUFFERED (queued behind backpressure) or DROPPED (not written). */
+  send(frame: string | Uint8Array): SendStatus;
+  bufferedAmount(): number;
+  close(code: number, reason: string): void;
+}
+
+export const enum SendStatus {
+  BUFFERED = 0,
+  SENT = 1,
+  DROPPED = 2,
+}
+
+/** A connection's position in one stream. */
+export interface Sub {
+  ref: StreamRef;
+  epoch: string;
+  /** Last offset delivered (or deliberately passed over) to this connection. */
+  offset: number;
+  /** Live pushes pause while a catch-up from history runs. */
+  catchingUp: boolean;
+  /** Highest offset that arrived live while paused; a catch-up ends only once it has passed it. */
+  seen: number;
+  /** Epoch of a live event that arrived while paused, if it differed. */
+  seenEpoch?: string;
+  /** Bumped by every catch-up; an older catch-up loop that sees a newer generation stops. */
+  gen: number;
+}
+
+/** One authenticated connection as the hub and the command handlers see it. */
+export class Client {
+  readonly rooms = new Map<string, Sub>();
+  inbox?: Sub;
+  /** Resolves once the connection is live on its inbox. */
+  inboxReady?: Promise<Sub>;
+  /** Over SLOW_CONSUMER_BYTES: live pushes stop until the socket drains. */
+  lagging = false;
+  closed = false;
+
+  constructor(
+    readonly id: string,
+    readonly user: string,
+    readonly conn: Connection,
+  ) {}
+}

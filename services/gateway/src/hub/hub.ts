@@ -1,0 +1,272 @@
+// The node's local state: which connections serve which streams, and delivery to them. A stream's channel is
+// subscribed while at least one local connection reads it. Every connection tracks its offset per stream;
+// a live event is written only if it is exactly the next offset, otherwise the connection is caught up from
+// history first. The same path serves recovery after reconnect, slow consumers that drained, and events the bus
+// lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
+import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
+import { gapEvent } from '../protocol/frames';
+import type { Logger } from '../logger';
+import type { Stats } from '../metrics';
+import { Client, SendStatus, type Sub } from './client';
+
+interface Topic {
+  ref: StreamRef;
+  channel: string;
+  subs: Map<Client, Sub>;
+  /** Local connections per user (rooms only): presence is marked per node, not per connection. */
+  users: Map<string, number>;
+  subscribed: Promise<void>;
+}
+
+export interface HubOptions {
+  slowConsumerBytes: number;
+  catchUpPage: number;
+}
+
+export interface HubEvents {
+  backpressure(): void;
+  delivered(latencySeconds: number): void;
+  disconnectUser(user: string): void;
+}
+
+export class Hub {
+  private readonly topics = new Map<string, Topic>();
+  private slow = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly opts: HubOptions,
+    private readonly stats: Stats,
+    private readonly events: HubEvents,
+    private readonly log: Logger,
+  ) {
+    engine.onMessage((channel, message) => this.onBus(channel, message));
+    engine.onResync(() => this.resyncAll());
+  }
+
+  get roomCount(): number {
+    let n = 0;
+    for (const t of this.topics.values()) if (t.ref.kind === 'room') n++;
+    return n;
+  }
+
+  get channelCount(): number {
+    return this.topics.size;
+  }
+
+  get slowConsumers(): number {
+    return this.slow;
+  }
+
+  /**
+   * Adds the client to the stream, paused: the channel is subscribed before this resolves, so every event
+   * published afterwards reaches the sub (or is read by its catch-up). Call start() to set its position.
+   */
+  async add(client: Client, ref: StreamRef): Promise<Sub> {
+    const channel = this.engine.channel(ref);
+    let topic = this.topics.get(channel);
+    if (!topic) {
+      topic = { ref, channel, subs: new Map(), users: new Map(), subscribed: this.engine.subscribe(channel) };
+      this.topics.set(channel, topic);
+      topic.subscribed.catch(() => {
+        if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
+      });
+    }
+    const sub: Sub = { ref, epoch: '', offset: 0, catchingUp: true, seen: 0, gen: 0 };
+    topic.subs.set(client, sub);
+    topic.users.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
+    try {
+      await topic.subscribed;
+    } catch (err) {
+      this.remove(client, ref);
+      throw err;
+    }
+    return sub;
+  }
+
+  /**
+   * Sets the sub's position and lets it run: live from `offset`, after a catch-up from history when `replay`
+   * is set or events past `offset` arrived while it was paused.
+   */
+  start(client: Client, sub: Sub, epoch: string, offset: number, replay: boolean): void {
+    sub.epoch = epoch;
+    sub.offset = offset;
+    const missed = sub.seen > offset || (sub.seenEpoch !== undefined && sub.seenEpoch !== epoch);
+    if (replay || missed) this.catchUp(client, sub);
+    else sub.catchingUp = false;
+  }
+
+  /** Removes the client from the stream; returns true when it was the user's last local connection there. */
+  remove(client: Client, ref: StreamRef): boolean {
+    const channel = this.engine.channel(ref);
+    const topic = this.topics.get(channel);
+    if (!topic || !topic.subs.delete(client)) return false;
+    const left = (topic.users.get(client.user) ?? 1) - 1;
+    if (left > 0) topic.users.set(client.user, left);
+    else topic.users.delete(client.user);
+    if (topic.subs.size === 0) {
+      this.topics.delete(channel);
+      this.engine
+        .unsubscribe(channel)
+        .catch((err: Error) => this.log.warn({ err: err.message, channel }, 'unsubscribe failed'));
+    }
+    return left === 0;
+  }
+
+  /** Local users per room and connections per user, for the engine's heartbeat. */
+  localState(clients: Iterable<Client>): LocalState {
+    const rooms = new Map<string, Set<string>>();
+    for (const t of this.topics.values())
+      if (t.ref.kind === 'room') rooms.set(t.ref.name, new Set(t.users.keys()));
+    const users = new Map<string, Set<string>>();
+    for (const c of clients) {
+      let set = users.get(c.user);
+      if (!set) users.set(c.user, (set = new Set()));
+      set.add(c.id);
+    }
+    return { rooms, users };
+  }
+
+  /** The socket drained below half the bound: resume live pushes and catch up what was held back. */
+  drained(client: Client): void {
+    if (!client.lagging || client.conn.bufferedAmount() > this.opts.slowConsumerBytes / 2) return;
+    client.lagging = false;
+    this.slow--;
+    for (const sub of this.subsOf(client)) if (!sub.catchingUp) this.catchUp(client, sub);
+  }
+
+  /** The client is gone: stop counting it as slow. */
+  forget(client: Client): void {
+    if (client.lagging) {
+      client.lagging = false;
+      this.slow--;
+    }
+  }
+
+  private *subsOf(client: Client): Iterable<Sub> {
+    yield* client.rooms.values();
+    if (client.inbox) yield client.inbox;
+  }
+
+  private markSlow(client: Client): void {
+    if (client.lagging) return;
+    client.lagging = true;
+    this.slow++;
+    this.events.backpressure();
+  }
+
+  private write(client: Client, frame: string | Uint8Array, type: string): boolean {
+    const status = client.conn.send(frame);
+    if (status === SendStatus.DROPPED) {
+      this.markSlow(client);
+      return false;
+    }
+    this.stats.countOut(type, frame.length);
+    if (status === SendStatus.BUFFERED && client.conn.bufferedAmount() > this.opts.slowConsumerBytes)
+      this.markSlow(client);
+    return true;
+  }
+
+  private onBus(channel: string, message: BusMessage): void {
+    const topic = this.topics.get(channel);
+    if (!topic) return;
+    if (message.kind === 'event') this.deliver(topic, message);
+    else if (message.kind === 'presence') {
+      for (const client of topic.subs.keys())
+        if (!client.lagging) this.write(client, message.frame, 'presence');
+    } else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
+  }
+
+  private deliver(topic: Topic, m: Extract<BusMessage, { kind: 'event' }>): void {
+    const type = topic.ref.kind === 'room' ? 'message' : 'dm';
+    for (const [client, sub] of topic.subs) {
+      if (sub.catchingUp || client.lagging || m.epoch !== sub.epoch || m.offset > sub.offset + 1) {
+        // Not the next event for this connection: note it; history will supply it in order.
+        if (m.epoch !== sub.epoch) sub.seenEpoch = m.epoch;
+        if (m.offset > sub.seen) sub.seen = m.offset;
+        if (!sub.catchingUp && !client.lagging) this.catchUp(client, sub);
+        continue;
+      }
+      if (m.offset <= sub.offset) continue; // already delivered by a catch-up
+      if (m.skip === client.id) {
+        sub.offset = m.offset;
+        continue;
+      }
+      if (this.write(client, m.frame, type)) sub.offset = m.offset;
+    }
+    this.events.delivered((Date.now() - m.ts) / 1000);
+  }
+
+  /**
+   * Reads history after sub.offset page by page and writes it, until the sub is level with everything seen
+   * live meanwhile; then live pushes resume. Stops early (to resume on drain) if the socket backs up.
+   */
+  private catchUp(client: Client, sub: Sub): void {
+    sub.catchingUp = true;
+    const gen = sub.gen + 1;
+    void this.runCatchUp(client, sub).catch((err: Error) => {
+      if (sub.gen !== gen) return;
+      sub.catchingUp = false;
+      if (client.closed) return;
+      this.log.warn({ err: err.message, conn: client.id }, 'catch-up failed; retrying');
+      setTimeout(() => {
+        if (!client.closed && !sub.catchingUp && this.isCurrent(client, sub)) this.catchUp(client, sub);
+      }, 1000).unref();
+    });
+  }
+
+  private isCurrent(client: Client, sub: Sub): boolean {
+    return sub.ref.kind === 'room' ? client.rooms.get(sub.ref.name) === sub : client.inbox === sub;
+  }
+
+  private async runCatchUp(client: Client, sub: Sub): Promise<void> {
+    const gen = ++sub.gen;
+    const type = sub.ref.kind === 'room' ? 'message' : 'dm';
+    const target = sub.ref.kind === 'room' ? { room: sub.ref.name } : { inbox: true as const };
+    for (;;) {
+      sub.seen = 0;
+      sub.seenEpoch = undefined;
+      const page = await this.engine.read(sub.ref, sub.offset, this.opts.catchUpPage);
+      if (client.closed || !this.isCurrent(client, sub) || sub.gen !== gen) return;
+      if (page.epoch !== sub.epoch) {
+        // The history was lost (e.g. Redis restarted without persistence): say so, restart at offset 0.
+        this.write(client, gapEvent(target, sub.offset + 1, null, page.epoch), 'gap');
+        sub.epoch = page.epoch;
+        sub.offset = 0;
+        continue;
+      }
+      if (sub.offset > page.top) sub.offset = page.top; // ahead of the store: a claim we cannot honour
+      const first = page.events[0];
+      if (first && first.offset > sub.offset + 1) {
+        this.write(client, gapEvent(target, sub.offset + 1, first.offset - 1, page.epoch), 'gap');
+        sub.offset = first.offset - 1;
+      } else if (!first && page.top > sub.offset) {
+        this.write(client, gapEvent(target, sub.offset + 1, page.top, page.epoch), 'gap');
+        sub.offset = page.top;
+      }
+      for (const e of page.events) {
+        if (!this.write(client, e.frame, type)) return this.pause(sub);
+        sub.offset = e.offset;
+        if (client.lagging) return this.pause(sub);
+      }
+      const behind =
+        sub.seenEpoch !== undefined || sub.seen > sub.offset || page.events.length === this.opts.catchUpPage;
+      if (!behind) {
+        sub.catchingUp = false;
+        return;
+      }
+    }
+  }
+
+  /** Backpressure during a catch-up: stop here; drained() resumes it. */
+  private pause(sub: Sub): void {
+    sub.catchingUp = false;
+  }
+
+  /** The bus may have lost events: catch every sub up from history. */
+  private resyncAll(): void {
+    for (const topic of this.topics.values())
+      for (const [client, sub] of topic.subs)
+        if (!sub.catchingUp && !client.lagging) this.catchUp(client, sub);
+  }
+}

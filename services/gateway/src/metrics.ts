@@ -1,0 +1,133 @@
+// One prom-client registry per gateway instance, node_id on every series. Hot-path figures (frames and bytes
+// out, deliveries) are plain counters in Stats and copied into the registry when Prometheus scrapes.
+import client from 'prom-client';
+
+/** Counters bumped on the hot path without touching prom-client. */
+export class Stats {
+  framesOut = new Map<string, number>();
+  bytesOut = 0;
+  bytesIn = 0;
+  countOut(type: string, bytes: number): void {
+    this.framesOut.set(type, (this.framesOut.get(type) ?? 0) + 1);
+    this.bytesOut += bytes;
+  }
+}
+
+export function createMetrics(
+  nodeId: string,
+  stats: Stats,
+  gauges: () => {
+    connections: number;
+    rooms: number;
+    channels: number;
+    slow: number;
+    ready: boolean;
+    draining: boolean;
+  },
+) {
+  const registry = new client.Registry();
+  registry.setDefaultLabels({ node_id: nodeId });
+  client.collectDefaultMetrics({ register: registry });
+
+  const gauge = (name: string, help: string, pick: (g: ReturnType<typeof gauges>) => number) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(pick(gauges()));
+      },
+    });
+  gauge('gateway_connections', 'Open WebSocket connections on this node.', (g) => g.connections);
+  gauge('gateway_rooms', 'Rooms with at least one local member.', (g) => g.rooms);
+  gauge('gateway_pubsub_channels', 'Bus channels this node is subscribed to.', (g) => g.channels);
+  gauge('gateway_slow_consumers', 'Connections currently held back by backpressure.', (g) => g.slow);
+  gauge('gateway_ready', '1 when the node accepts traffic (engine reachable, not draining).', (g) =>
+    g.ready ? 1 : 0,
+  );
+  gauge('gateway_draining', '1 while the node drains for shutdown.', (g) => (g.draining ? 1 : 0));
+
+  let flushedBytesOut = 0;
+  let flushedBytesIn = 0;
+  const flushedFrames = new Map<string, number>();
+  const messagesOut = new client.Counter({
+    name: 'gateway_messages_out_total',
+    help: 'Frames sent to clients, by type.',
+    labelNames: ['type'],
+    registers: [registry],
+    collect() {
+      for (const [type, n] of stats.framesOut) {
+        this.inc({ type }, n - (flushedFrames.get(type) ?? 0));
+        flushedFrames.set(type, n);
+      }
+    },
+  });
+  const bytesOut = new client.Counter({
+    name: 'gateway_bytes_out_total',
+    help: 'Bytes of frames sent to clients.',
+    registers: [registry],
+    collect() {
+      this.inc(stats.bytesOut - flushedBytesOut);
+      flushedBytesOut = stats.bytesOut;
+    },
+  });
+  const bytesIn = new client.Counter({
+    name: 'gateway_bytes_in_total',
+    help: 'Bytes of frames received from clients.',
+    registers: [registry],
+    collect() {
+      this.inc(stats.bytesIn - flushedBytesIn);
+      flushedBytesIn = stats.bytesIn;
+    },
+  });
+
+  const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+    new client.Counter<L>({ name, help, labelNames, registers: [registry] });
+
+  return {
+    registry,
+    messagesOut,
+    bytesOut,
+    bytesIn,
+    connectionsOpened: counter('gateway_connections_opened_total', 'WebSocket connections opened.'),
+    connectionsClosed: counter(
+      'gateway_connections_closed_total',
+      'WebSocket connections closed, by close code.',
+      ['code'],
+    ),
+    upgradesRejected: counter('gateway_upgrades_rejected_total', 'Upgrades refused, by reason.', ['reason']),
+    authFailures: counter('gateway_auth_failures_total', 'Token checks that failed, by reason.', ['reason']),
+    messagesIn: counter('gateway_messages_in_total', 'Client commands received, by type.', ['type']),
+    errorReplies: counter('gateway_error_replies_total', 'Error replies sent, by error code.', ['code']),
+    rateLimited: counter(
+      'gateway_rate_limited_total',
+      'Commands or connections over a rate limit, by scope.',
+      ['scope'],
+    ),
+    backpressure: counter(
+      'gateway_backpressure_events_total',
+      'Times a connection passed SLOW_CONSUMER_BYTES and live pushes to it paused.',
+    ),
+    recoveries: counter('gateway_recoveries_total', 'join/inbox with since, by result.', ['result']),
+    redisErrors: counter(
+      'gateway_redis_errors_total',
+      'Redis commands that failed or timed out, by command.',
+      ['command'],
+    ),
+    redisDuration: new client.Histogram({
+      name: 'gateway_redis_command_duration_seconds',
+      help: 'Redis command latency, by command.',
+      labelNames: ['command'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    deliveryLatency: new client.Histogram({
+      name: 'gateway_delivery_latency_seconds',
+      help: 'From publish on the sender node to the frame written to the local receiving sockets (one observation per message per node).',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

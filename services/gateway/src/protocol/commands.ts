@@ -1,0 +1,139 @@
+// Parsing and validation of client frames into typed commands. Pure: no I/O, no state.
+import { ProtocolError } from './errors';
+
+export interface Since {
+  offset: number;
+  epoch?: string;
+}
+
+export type Command =
+  | { id: number; type: 'join'; room: string; since?: Since }
+  | { id: number; type: 'leave'; room: string }
+  | { id: number; type: 'publish'; room: string; body: string; key?: string }
+  | { id: number; type: 'dm'; to: string; body: string; key?: string }
+  | { id: number; type: 'presence'; room: string }
+  | { id: number; type: 'history'; room: string; limit: number; before?: number }
+  | { id: number; type: 'inbox'; since?: Since }
+  | { id: number; type: 'refresh'; token: string }
+  | { id: number; type: 'ping' };
+
+export type CommandType = Command['type'];
+
+export interface Limits {
+  maxMessageBytes: number;
+  maxRoomNameLength: number;
+}
+
+const ROOM_CHARS = /^[A-Za-z0-9_\-.:@]+$/;
+const MAX_USER_LENGTH = 256;
+const MAX_KEY_LENGTH = 64;
+
+/** A frame that failed before its id was known is answered with `re: null`. */
+export class FrameError extends ProtocolError {
+  constructor(
+    readonly id: number | null,
+    code: ProtocolError['code'],
+    message: string,
+  ) {
+    super(code, message);
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function validRoom(room: unknown, maxLength: number): room is string {
+  return typeof room === 'string' && room.length > 0 && room.length <= maxLength && ROOM_CHARS.test(room);
+}
+
+/**
+ * Parses one text frame. Throws FrameError (with the command id when it could be read) on anything invalid.
+ * `body` is returned re-serialized as JSON text, the form it is stored and fanned out in.
+ */
+export function parseCommand(text: string, limits: Limits): Command {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    throw new FrameError(null, 'bad_request', 'frame is not valid JSON');
+  }
+  if (!isRecord(raw)) throw new FrameError(null, 'bad_request', 'frame must be a JSON object');
+  const id = raw.id;
+  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+    throw new FrameError(null, 'bad_request', 'id must be a non-negative integer');
+  const fail = (code: ProtocolError['code'], message: string): never => {
+    throw new FrameError(id, code, message);
+  };
+  const room = (): string => {
+    if (!validRoom(raw.room, limits.maxRoomNameLength))
+      fail('bad_request', `room must be 1-${limits.maxRoomNameLength} characters of A-Z a-z 0-9 _ - . : @`);
+    return raw.room as string;
+  };
+  const body = (): string => {
+    if (raw.body === undefined) fail('bad_request', 'body is required');
+    const json = JSON.stringify(raw.body);
+    if (Buffer.byteLength(json) > limits.maxMessageBytes)
+      fail('too_large', `body exceeds ${limits.maxMessageBytes} bytes`);
+    return json;
+  };
+  const key = (): string | undefined => {
+    if (raw.key === undefined) return undefined;
+    if (typeof raw.key !== 'string' || raw.key.length === 0 || raw.key.length > MAX_KEY_LENGTH)
+      fail('bad_request', `key must be a string of 1-${MAX_KEY_LENGTH} characters`);
+    return raw.key as string;
+  };
+  const since = (): Since | undefined => {
+    const s = raw.since;
+    if (s === undefined) return undefined;
+    if (!isRecord(s) || typeof s.offset !== 'number' || !Number.isSafeInteger(s.offset) || s.offset < 0)
+      fail('bad_request', 'since must be {offset: non-negative integer, epoch?: string}');
+    const { offset, epoch } = s as { offset: number; epoch?: unknown };
+    if (epoch !== undefined && (typeof epoch !== 'string' || epoch.length > 64))
+      fail('bad_request', 'since.epoch must be a string');
+    return epoch === undefined ? { offset } : { offset, epoch: epoch as string };
+  };
+
+  switch (raw.type) {
+    case 'join':
+      return { id, type: 'join', room: room(), since: since() };
+    case 'leave':
+      return { id, type: 'leave', room: room() };
+    case 'publish':
+      return { id, type: 'publish', room: room(), body: body(), key: key() };
+    case 'dm': {
+      const to = raw.to;
+      if (typeof to !== 'string' || to.length === 0 || to.length > MAX_USER_LENGTH)
+        fail('bad_request', `to must be a user id of 1-${MAX_USER_LENGTH} characters`);
+      return { id, type: 'dm', to: to as string, body: body(), key: key() };
+    }
+    case 'presence':
+      return { id, type: 'presence', room: room() };
+    case 'history': {
+      const limit = raw.limit ?? 50;
+      if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 100)
+        fail('bad_request', 'limit must be an integer from 1 to 100');
+      const before = raw.before;
+      if (before !== undefined && (typeof before !== 'number' || !Number.isSafeInteger(before) || before < 1))
+        fail('bad_request', 'before must be a positive integer offset');
+      return {
+        id,
+        type: 'history',
+        room: room(),
+        limit: limit as number,
+        before: before as number | undefined,
+      };
+    }
+    case 'inbox':
+      return { id, type: 'inbox', since: since() };
+    case 'refresh':
+      if (typeof raw.token !== 'string' || raw.token.length === 0 || raw.token.length > 8192)
+        fail('bad_request', 'token must be a non-empty string');
+      return { id, type: 'refresh', token: raw.token as string };
+    case 'ping':
+      return { id, type: 'ping' };
+    default:
+      if (typeof raw.type !== 'string') return fail('bad_request', 'type must be a string');
+      return fail('unknown_type', `unknown command type: ${String(raw.type).slice(0, 64)}`);
+  }
+}

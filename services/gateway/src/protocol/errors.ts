@@ -1,0 +1,35 @@
+// The catalogue of protocol error codes and close codes (docs/PROTOCOL.md lists the same).
+
+export const ERROR_CODES = {
+  bad_request: { retryable: false, violation: true },
+  unauthorized: { retryable: false, violation: false },
+  forbidden: { retryable: false, violation: false },
+  not_member: { retryable: false, violation: false },
+  rate_limited: { retryable: true, violation: false },
+  too_large: { retryable: false, violation: true },
+  too_many_rooms: { retryable: false, violation: false },
+  unknown_type: { retryable: false, violation: true },
+  unavailable: { retryable: true, violation: false },
+  internal: { retryable: true, violation: false },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** A failure with a protocol error code; anything else thrown by a handler is answered as `internal`. */
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+export const CLOSE = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tokenExpired: 4001,
+  kicked: 4003,
+} as const;

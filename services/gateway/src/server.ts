@@ -1,0 +1,201 @@
+// Builds one gateway node from a config: engine, hub, gateway, metrics, HTTP routes and the transport, plus the
+// heartbeat and the drain. main.ts is the process around it.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { Config } from './config';
+import type { Engine } from './engine/engine';
+import { MemoryEngine } from './engine/memory-engine';
+import { RedisEngine } from './engine/redis-engine';
+import { Gateway } from './gateway';
+import { Hub } from './hub/hub';
+import type { Logger } from './logger';
+import { createMetrics, Stats } from './metrics';
+import { AuthError, mintDevToken, TokenVerifier } from './auth/tokens';
+import { createRoutes } from './http/routes';
+import { UwsTransport } from './transport/uws-server';
+
+/** Per-IP token bucket for new connections. */
+class IpLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  constructor(private readonly rate: number) {
+    setInterval(() => this.buckets.clear(), 60_000).unref();
+  }
+  allow(ip: string): boolean {
+    if (this.rate === 0) return true;
+    const now = performance.now();
+    const b = this.buckets.get(ip) ?? { tokens: this.rate, at: now };
+    b.tokens = Math.min(this.rate, b.tokens + ((now - b.at) * this.rate) / 1000);
+    b.at = now;
+    this.buckets.set(ip, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}
+
+export interface Server {
+  port: number;
+  /** Graceful shutdown: not ready, reconnect + 1001 to every client, Redis entries removed. */
+  drain(): Promise<void>;
+}
+
+export async function startServer(config: Readonly<Config>, log: Logger): Promise<Server> {
+  const stats = new Stats();
+  let draining = false;
+  const engine: Engine = config.redis
+    ? new RedisEngine(
+        {
+          url: config.redis.url,
+          nodeId: config.nodeId,
+          keyPrefix: config.redis.keyPrefix,
+          commandTimeoutMs: config.redis.commandTimeoutMs,
+          historySize: config.history.size,
+          historyTtlS: config.history.ttlS,
+          inboxSize: config.history.inboxSize,
+          inboxTtlS: config.history.inboxTtlS,
+          dedupWindowS: config.history.dedupWindowS,
+          presenceTtlMs: config.presenceTtlMs,
+        },
+        log,
+        (command, seconds, ok) => {
+          metrics.redisDuration.observe({ command }, seconds);
+          if (!ok) metrics.redisErrors.inc({ command });
+        },
+      )
+    : new MemoryEngine({
+        historySize: config.history.size,
+        historyTtlS: config.history.ttlS,
+        inboxSize: config.history.inboxSize,
+        inboxTtlS: config.history.inboxTtlS,
+        dedupWindowS: config.history.dedupWindowS,
+      });
+
+  const ready = () => !draining && engine.ready();
+  const metrics = createMetrics(config.nodeId, stats, () => ({
+    connections: gateway.sessions.size,
+    rooms: hub.roomCount,
+    channels: hub.channelCount,
+    slow: hub.slowConsumers,
+    ready: ready(),
+    draining,
+  }));
+  const hub = new Hub(
+    engine,
+    { slowConsumerBytes: config.limits.slowConsumerBytes, catchUpPage: 100 },
+    stats,
+    {
+      backpressure: () => metrics.backpressure.inc(),
+      delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
+      disconnectUser: (user) => gateway.disconnectUser(user),
+    },
+    log,
+  );
+  const verifier = new TokenVerifier(config.jwt);
+  const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);
+  const ipLimiter = new IpLimiter(config.limits.connRatePerIp);
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  loopDelay.enable();
+
+  const routes = createRoutes({
+    ready,
+    metrics: async () => ({ body: await metrics.registry.metrics(), type: metrics.registry.contentType }),
+    mintToken: config.jwt.dev
+      ? (user, rooms, ttl) => mintDevToken(config.jwt.secret!, user, rooms, ttl)
+      : undefined,
+    apiKey: config.apiKey,
+    publish: (room, body, key, from) => gateway.apiPublish(room, body, key, from),
+    presence: (room) => gateway.apiPresence(room),
+    disconnect: (user) => engine.disconnectUser(user),
+    staticDir: config.staticDir,
+  });
+
+  const reject = (status: number, reason: string, error: string) => {
+    metrics.upgradesRejected.inc({ reason });
+    return { status, body: JSON.stringify({ error, reason }) };
+  };
+
+  const transport = new UwsTransport(
+    {
+      host: config.host,
+      port: config.port,
+      maxFrameBytes: config.limits.maxFrameBytes,
+      idleTimeoutS: config.limits.idleTimeoutS,
+      maxBackpressure: config.limits.slowConsumerBytes + 8 * config.limits.maxFrameBytes,
+      maxHttpBodyBytes: config.limits.maxFrameBytes,
+      trustProxy: config.trustProxy,
+    },
+    {
+      upgrade: ({ token, origin, ip }) => {
+        if (!ready()) return reject(503, draining ? 'draining' : 'not_ready', 'unavailable');
+        if (
+          origin !== undefined &&
+          config.allowedOrigins.length > 0 &&
+          !config.allowedOrigins.includes(origin)
+        )
+          return reject(403, 'origin', 'forbidden');
+        if (!ipLimiter.allow(ip)) {
+          metrics.rateLimited.inc({ scope: 'ip' });
+          return reject(429, 'rate_limited', 'rate_limited');
+        }
+        try {
+          return { identity: verifier.verify(token) };
+        } catch (err) {
+          const reason = err instanceof AuthError ? err.reason : 'malformed';
+          metrics.authFailures.inc({ reason });
+          log.info({ reason, ip }, 'auth failure');
+          return reject(401, reason, 'unauthorized');
+        }
+      },
+      open: (conn, identity) => {
+        const client = gateway.open(conn, identity);
+        log.debug({ conn: client.id, user: client.user }, 'connected');
+        return client;
+      },
+      message: (client, text, bytes) => gateway.message(client, text, bytes),
+      binary: (client, bytes) => gateway.binary(client, bytes),
+      drain: (client) => hub.drained(client),
+      close: (client, code) => {
+        log.debug({ conn: client.id, user: client.user, code }, 'disconnected');
+        gateway.closed(client, code);
+      },
+      http: routes,
+    },
+  );
+
+  await engine.start();
+  if (!engine.ready()) log.warn('engine not reachable yet; /readyz answers 503 until it is');
+  const port = await transport.listen();
+
+  const heartbeatMs = Math.max(200, Math.floor(config.presenceTtlMs / 3));
+  const heartbeat = setInterval(() => {
+    if (draining) return;
+    engine
+      .heartbeat(hub.localState(gateway.clients))
+      .catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
+  }, heartbeatMs);
+  heartbeat.unref();
+  void engine.heartbeat(hub.localState(gateway.clients)).catch(() => undefined);
+
+  log.info(
+    { port, engine: engine.kind, devMode: config.jwt.dev, nodeId: config.nodeId },
+    `gateway listening on ${config.host}:${port}`,
+  );
+
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    log.info({ connections: gateway.sessions.size }, 'draining');
+    clearInterval(heartbeat);
+    const local = hub.localState(gateway.clients);
+    gateway.goAway();
+    const deadline = Date.now() + config.shutdownGraceMs;
+    while (gateway.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    transport.stopListening();
+    transport.closeAll();
+    await engine.removeNode(local);
+    await engine.stop();
+    loopDelay.disable();
+    log.info('drained');
+  };
+
+  return { port, drain };
+}

@@ -1,0 +1,229 @@
+// The only module that imports uWebSockets.js. It turns uWS sockets into Connections, upgrade requests into
+// verified identities, and HTTP requests into plain HttpRequest objects for http/routes.ts.
+import * as uWS from 'uWebSockets.js';
+import { randomBytes } from 'node:crypto';
+import { SendStatus, type Connection } from '../hub/client';
+import type { Client } from '../hub/client';
+import type { Identity } from '../auth/tokens';
+import type { HttpRequest, HttpResponse } from '../http/routes';
+
+export interface UpgradeInfo {
+  token: string | undefined;
+  origin: string | undefined;
+  ip: string;
+}
+
+/** What the transport asks of the application. */
+export interface TransportHandlers {
+  /** Decides an upgrade: an identity to accept, or an HTTP status and JSON body to refuse with. */
+  upgrade(info: UpgradeInfo): { identity: Identity } | { status: number; body: string };
+  open(conn: Connection, identity: Identity): Client;
+  message(client: Client, text: string, bytes: number): void;
+  binary(client: Client, bytes: number): void;
+  drain(client: Client): void;
+  close(client: Client, code: number): void;
+  http(req: HttpRequest): Promise<HttpResponse>;
+}
+
+export interface TransportOptions {
+  host: string;
+  port: number;
+  maxFrameBytes: number;
+  idleTimeoutS: number;
+  /** uWS drops frames beyond this; the hub pauses a connection well before (SLOW_CONSUMER_BYTES). */
+  maxBackpressure: number;
+  maxHttpBodyBytes: number;
+  /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
+  trustProxy: boolean;
+}
+
+interface SocketData {
+  id: string;
+  identity: Identity;
+  conn?: UwsConnection;
+  client?: Client;
+}
+
+class UwsConnection implements Connection {
+  open = true;
+  constructor(
+    readonly id: string,
+    private readonly ws: uWS.WebSocket<SocketData>,
+  ) {}
+  send(frame: string | Uint8Array): SendStatus {
+    if (!this.open) return SendStatus.DROPPED;
+    return this.ws.send(frame, false) as SendStatus;
+  }
+  bufferedAmount(): number {
+    return this.open ? this.ws.getBufferedAmount() : 0;
+  }
+  close(code: number, reason: string): void {
+    if (!this.open) return;
+    this.open = false;
+    this.ws.end(code, reason);
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  204: '204 No Content',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  413: '413 Payload Too Large',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+function status(code: number): string {
+  return STATUS_TEXT[code] ?? `${code} Status`;
+}
+
+function connectionId(): string {
+  return randomBytes(9).toString('base64url');
+}
+
+export class UwsTransport {
+  private readonly app: uWS.TemplatedApp;
+  private listenSocket: uWS.us_listen_socket | null = null;
+
+  constructor(
+    private readonly opts: TransportOptions,
+    private readonly handlers: TransportHandlers,
+  ) {
+    this.app = uWS.App();
+    this.app.ws<SocketData>('/ws', {
+      maxPayloadLength: opts.maxFrameBytes,
+      idleTimeout: opts.idleTimeoutS,
+      sendPingsAutomatically: true,
+      maxBackpressure: opts.maxBackpressure,
+      closeOnBackpressureLimit: false,
+      upgrade: (res, req, context) => this.upgrade(res, req, context),
+      open: (ws) => {
+        const data = ws.getUserData();
+        data.conn = new UwsConnection(data.id, ws);
+        data.client = handlers.open(data.conn, data.identity);
+      },
+      message: (ws, message, isBinary) => {
+        const { client } = ws.getUserData();
+        if (!client) return;
+        if (isBinary) handlers.binary(client, message.byteLength);
+        else handlers.message(client, Buffer.from(message).toString('utf8'), message.byteLength);
+      },
+      drain: (ws) => {
+        const { client } = ws.getUserData();
+        if (client) handlers.drain(client);
+      },
+      close: (ws, code) => {
+        const data = ws.getUserData();
+        if (data.conn) data.conn.open = false;
+        if (data.client) handlers.close(data.client, code);
+      },
+    });
+    this.app.any('/*', (res, req) => this.http(res, req));
+  }
+
+  private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
+    // Copy everything out of req first: it is invalid after this callback returns.
+    const key = req.getHeader('sec-websocket-key');
+    const protocol = req.getHeader('sec-websocket-protocol');
+    const extensions = req.getHeader('sec-websocket-extensions');
+    const authorization = req.getHeader('authorization');
+    const origin = req.getHeader('origin') || undefined;
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const bearer = /^Bearer\s+(.+)$/i.exec(authorization)?.[1];
+    const token = bearer ?? query.get('token') ?? undefined;
+    const forwarded = this.opts.trustProxy ? forwardedFor(req.getHeader('x-forwarded-for')) : undefined;
+    const ip = forwarded ?? Buffer.from(res.getRemoteAddressAsText()).toString();
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const decision = this.handlers.upgrade({ token, origin, ip });
+    if (aborted) return;
+    res.cork(() => {
+      if ('status' in decision) {
+        res
+          .writeStatus(status(decision.status))
+          .writeHeader('content-type', 'application/json')
+          .end(decision.body);
+        return;
+      }
+      const data: SocketData = { id: connectionId(), identity: decision.identity };
+      res.upgrade(data, key, protocol, extensions, context);
+    });
+  }
+
+  private http(res: uWS.HttpResponse, req: uWS.HttpRequest): void {
+    const method = req.getMethod().toUpperCase();
+    const path = req.getUrl();
+    const query = new URLSearchParams(req.getQuery() ?? '');
+    const headers = new Map<string, string>();
+    req.forEach((k, v) => headers.set(k, v));
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const respond = (r: HttpResponse) => {
+      if (aborted) return;
+      res.cork(() => {
+        res.writeStatus(status(r.status));
+        res.writeHeader('content-type', r.type ?? 'application/json');
+        for (const [k, v] of Object.entries(r.headers ?? {})) res.writeHeader(k, v);
+        res.end(r.body);
+      });
+    };
+    const dispatch = (body: string) =>
+      this.handlers
+        .http({ method, path, query, header: (name) => headers.get(name), body })
+        .then(respond, () =>
+          respond({ status: 500, body: '{"error":{"code":"internal","message":"internal error"}}' }),
+        );
+    if (method === 'GET' || method === 'HEAD') {
+      void dispatch('');
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.onData((chunk, isLast) => {
+      size += chunk.byteLength;
+      if (size > this.opts.maxHttpBodyBytes) {
+        if (size - chunk.byteLength <= this.opts.maxHttpBodyBytes)
+          respond({ status: 413, body: '{"error":{"code":"too_large","message":"request body too large"}}' });
+        aborted = true;
+        return;
+      }
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (isLast) void dispatch(Buffer.concat(chunks).toString('utf8'));
+    });
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.opts.host, this.opts.port, (socket) => {
+        if (!socket) return reject(new Error(`cannot listen on ${this.opts.host}:${this.opts.port}`));
+        this.listenSocket = socket;
+        resolve(uWS.us_socket_local_port(socket));
+      });
+    });
+  }
+
+  /** Stops accepting connections; open sockets are left to the caller to close. */
+  stopListening(): void {
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = null;
+  }
+
+  /** Force-closes every remaining socket. */
+  closeAll(): void {
+    this.app.close();
+  }
+}
+
+function forwardedFor(header: string): string | undefined {
+  const first = header.split(',')[0]?.trim();
+  return first ? first : undefined;
+}
