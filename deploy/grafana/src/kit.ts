@@ -2,7 +2,7 @@
 // dashboard model, and each panel plugin's own options and field config), so `tsc --noEmit` rejects a misspelt
 // option or a wrong enum value. The dashboards themselves (cluster-overview.ts, node-detail.ts, redis-fanout.ts)
 // only say what to show and in which order; the grid positions and panel ids are computed here.
-import {
+import type {
   AxisPlacement,
   BigValueColorMode,
   BigValueGraphMode,
@@ -21,9 +21,6 @@ import {
   StackingMode,
   ThresholdsMode,
   TooltipDisplayMode,
-  VariableHide,
-  VariableRefresh,
-  VariableSort,
   VisibilityMode,
   VizOrientation,
 } from '@grafana/schema';
@@ -41,13 +38,21 @@ import type {
   FieldConfig as TimeSeriesFieldConfig,
 } from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen';
 import type { Options as StatOptions } from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen';
-import {
+import type {
   HeatmapColorMode,
   HeatmapColorScale,
   HeatmapSelectionMode,
-  type Options as HeatmapOptions,
-  type FieldConfig as HeatmapFieldConfig,
+  Options as HeatmapOptions,
+  FieldConfig as HeatmapFieldConfig,
 } from '@grafana/schema/dist/esm/raw/composable/heatmap/panelcfg/x/HeatmapPanelCfg_types.gen';
+
+/**
+ * A string enum member of @grafana/schema by its value: `e<LegendDisplayMode>('list')`. Only the enum's values
+ * type-check, and nothing of @grafana/schema is needed at run time (its ESM build does not load under Jest).
+ */
+function e<T extends string>(value: `${T}`): T {
+  return value as T;
+}
 
 /**
  * The panel model keeps plugin options as `Record<string, unknown>`; an interface has no index signature, so the
@@ -119,25 +124,28 @@ export function timeseries(spec: TimeSeriesSpec): Sized {
   const options: TimeSeriesOptions = {
     legend: {
       showLegend: true,
-      displayMode: LegendDisplayMode.List,
+      displayMode: e<LegendDisplayMode>('list'),
       placement: 'bottom',
       calcs: [],
     },
-    tooltip: { mode: TooltipDisplayMode.Multi, sort: SortOrder.Descending },
+    tooltip: { mode: e<TooltipDisplayMode>('multi'), sort: e<SortOrder>('desc') },
   };
   const custom: TimeSeriesFieldConfig = {
-    drawStyle: GraphDrawStyle.Line,
-    lineInterpolation: LineInterpolation.Linear,
+    drawStyle: e<GraphDrawStyle>('line'),
+    lineInterpolation: e<LineInterpolation>('linear'),
     lineWidth: 1,
     fillOpacity: spec.stack ? 30 : 10,
-    gradientMode: GraphGradientMode.None,
-    showPoints: VisibilityMode.Never,
+    gradientMode: e<GraphGradientMode>('none'),
+    showPoints: e<VisibilityMode>('never'),
     spanNulls: false,
-    axisPlacement: AxisPlacement.Auto,
-    scaleDistribution: { type: ScaleDistribution.Linear },
-    stacking: { mode: spec.stack ? StackingMode.Normal : StackingMode.None, group: 'A' },
+    axisPlacement: e<AxisPlacement>('auto'),
+    scaleDistribution: { type: e<ScaleDistribution>('linear') },
+    stacking: { mode: spec.stack ? e<StackingMode>('normal') : e<StackingMode>('none'), group: 'A' },
     thresholdsStyle: {
-      mode: spec.warnAbove !== undefined ? GraphThresholdsStyleMode.Dashed : GraphThresholdsStyleMode.Off,
+      mode:
+        spec.warnAbove !== undefined
+          ? e<GraphThresholdsStyleMode>('dashed')
+          : e<GraphThresholdsStyleMode>('off'),
     },
   };
   const fieldConfig: FieldConfigSource = {
@@ -146,7 +154,7 @@ export function timeseries(spec: TimeSeriesSpec): Sized {
       unit: spec.unit ?? 'short',
       ...(spec.min !== undefined ? { min: spec.min } : {}),
       thresholds: {
-        mode: ThresholdsMode.Absolute,
+        mode: e<ThresholdsMode>('absolute'),
         steps: spec.warnAbove !== undefined ? [green, { color: 'red', value: spec.warnAbove }] : [green],
       },
     },
@@ -178,13 +186,13 @@ export interface StatSpec extends Common {
 export function stat(spec: StatSpec): Sized {
   const options: StatOptions = {
     reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
-    orientation: VizOrientation.Auto,
-    textMode: BigValueTextMode.Auto,
-    colorMode: BigValueColorMode.Value,
-    graphMode: BigValueGraphMode.Area,
-    justifyMode: BigValueJustifyMode.Auto,
+    orientation: e<VizOrientation>('auto'),
+    textMode: e<BigValueTextMode>('auto'),
+    colorMode: e<BigValueColorMode>('value'),
+    graphMode: e<BigValueGraphMode>('area'),
+    justifyMode: e<BigValueJustifyMode>('auto'),
     showPercentChange: false,
-    percentChangeColorMode: PercentChangeColorMode.Standard,
+    percentChangeColorMode: e<PercentChangeColorMode>('standard'),
     wideLayout: true,
   };
   const fieldConfig: FieldConfigSource = {
@@ -193,7 +201,7 @@ export function stat(spec: StatSpec): Sized {
       ...(spec.decimals !== undefined ? { decimals: spec.decimals } : {}),
       mappings: spec.mappings ?? [],
       thresholds: {
-        mode: ThresholdsMode.Absolute,
+        mode: e<ThresholdsMode>('absolute'),
         steps: [{ color: spec.base ?? 'green', value: null }, ...(spec.steps ?? [])],
       },
     },
@@ -220,7 +228,7 @@ export function valueText(texts: Record<number, string>): ValueMapping[] {
   Object.entries(texts).forEach(([value, text], index) => {
     options[value] = { text, index };
   });
-  return [{ type: MappingType.ValueToText, options }];
+  return [{ type: e<MappingType.ValueToText>('value'), options }];
 }
 
 export interface HeatmapSpec extends Common {
@@ -233,9 +241,9 @@ export function heatmap(spec: HeatmapSpec): Sized {
     calculate: false,
     cellGap: 1,
     color: {
-      mode: HeatmapColorMode.Scheme,
+      mode: e<HeatmapColorMode>('scheme'),
       scheme: 'Spectral',
-      scale: HeatmapColorScale.Exponential,
+      scale: e<HeatmapColorScale>('exponential'),
       exponent: 0.5,
       fill: 'dark-orange',
       reverse: false,
@@ -244,15 +252,15 @@ export function heatmap(spec: HeatmapSpec): Sized {
     exemplars: { color: 'rgba(255,0,255,0.7)' },
     filterValues: { le: 1e-9 },
     legend: { show: true },
-    rowsFrame: { layout: HeatmapCellLayout.auto },
-    selectionMode: HeatmapSelectionMode.X,
-    showValue: VisibilityMode.Never,
-    tooltip: { mode: TooltipDisplayMode.Single, yHistogram: true, showColorScale: false },
-    yAxis: { axisPlacement: AxisPlacement.Left, unit: spec.unit ?? 's', reverse: false },
+    rowsFrame: { layout: e<HeatmapCellLayout>('auto') },
+    selectionMode: e<HeatmapSelectionMode>('x'),
+    showValue: e<VisibilityMode>('never'),
+    tooltip: { mode: e<TooltipDisplayMode>('single'), yHistogram: true, showColorScale: false },
+    yAxis: { axisPlacement: e<AxisPlacement>('left'), unit: spec.unit ?? 's', reverse: false },
   };
   const custom: HeatmapFieldConfig = {
     hideFrom: { legend: false, tooltip: false, viz: false },
-    scaleDistribution: { type: ScaleDistribution.Linear },
+    scaleDistribution: { type: e<ScaleDistribution>('linear') },
   };
   return {
     w: spec.w ?? 12,
@@ -315,8 +323,8 @@ export const datasourceVariable: VariableModel = {
   name: 'datasource',
   label: 'Data source',
   query: 'prometheus',
-  refresh: VariableRefresh.onDashboardLoad,
-  hide: VariableHide.dontHide,
+  refresh: 1,
+  hide: 0,
   current: { text: 'default', value: 'default' },
   options: [],
   regex: '',
@@ -332,12 +340,12 @@ export const nodeVariable: VariableModel = {
     query: 'label_values(gateway_ready, node_id)',
     refId: 'PrometheusVariableQueryEditor-VariableQuery',
   },
-  refresh: VariableRefresh.onTimeRangeChanged,
-  sort: VariableSort.naturalAsc,
+  refresh: 2,
+  sort: 7,
   multi: true,
   includeAll: true,
   allValue: '.*',
-  hide: VariableHide.dontHide,
+  hide: 0,
   current: { text: ['All'], value: ['$__all'] },
   options: [],
   regex: '',
