@@ -1,0 +1,599 @@
+// `npm run bench [-- --quick] [-- --pin]`: the side-by-side benchmark. Starts a private redis-server and two
+// gateway nodes, runs the workloads with forked generator processes, then does the same against a two-node
+// Socket.IO + @socket.io/redis-adapter cluster (loadtest/socketio-server.ts), plus two reference limits (Redis
+// PUBLISH ops/s, one gateway node's local fanout without Redis). Prints one table, writes JSON, Markdown and SVG
+// charts to bench-results/ (and the charts to docs/ with --docs).
+//
+// Exit status: 1 only when something broke (a process crashed, a connection was dropped or refused, a message
+// acknowledged while the system kept up was never delivered, a publish was refused); never because of a timing.
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { System } from './lib/clients';
+import { Histogram } from './lib/histogram';
+import type { Layout, ScenarioKind } from './lib/ipc';
+import { GeneratorPool } from './lib/pool';
+import { sampleProc, type ProcSample } from './lib/proc';
+import { markdownTable, num, tableRows, textTable } from './lib/report';
+import {
+  summarise,
+  sustained,
+  type BenchResult,
+  type IdleLevel,
+  type PhaseSummary,
+  type SystemResult,
+} from './lib/results';
+import { run, startNode, startRedis, type NodeProc, type ServerProc } from './lib/servers';
+import { latencyChart, memoryChart } from './lib/svg';
+
+const USAGE = `usage: npm run bench -- [options]
+  --quick               small and short (under two minutes); what .ci/run uses
+  --pin                 pin the server nodes to --server-cpus and generators + Redis to --generator-cpus
+  --server-cpus LIST    taskset CPU list for the server nodes (default 0)
+  --generator-cpus LIST taskset CPU list for generators and Redis (default 1)
+  --generators N        generator processes (default 2)
+  --addresses N         loopback source addresses 127.0.0.2 ... (default 4)
+  --only relay|socketio run one system only
+  --no-reference        skip redis-benchmark and the single-node local fanout
+  --out DIR             results directory (default bench-results)
+  --docs                also write the charts to docs/`;
+
+interface Plan {
+  idleLevels: number[];
+  fanout: { rooms: number; subscribers: number; rates: number[]; stepMs: number };
+  chat: { rooms: number; size: number; intervalMs: number; durationMs: number };
+  dm: { pairs: number; ratePerSec: number; durationMs: number };
+  payloadBytes: number;
+  redisBenchmarkRequests: number;
+}
+
+const FULL: Plan = {
+  idleLevels: [10000, 50000, 100000],
+  fanout: { rooms: 10, subscribers: 500, rates: [20, 50, 100, 200, 400, 800, 1600], stepMs: 5000 },
+  chat: { rooms: 2000, size: 5, intervalMs: 10000, durationMs: 30000 },
+  dm: { pairs: 1000, ratePerSec: 500, durationMs: 10000 },
+  payloadBytes: 64,
+  redisBenchmarkRequests: 500000,
+};
+
+const QUICK: Plan = {
+  idleLevels: [2000],
+  fanout: { rooms: 10, subscribers: 50, rates: [20, 100], stepMs: 2000 },
+  chat: { rooms: 200, size: 5, intervalMs: 2000, durationMs: 4000 },
+  dm: { pairs: 100, ratePerSec: 100, durationMs: 2000 },
+  payloadBytes: 64,
+  redisBenchmarkRequests: 50000,
+};
+
+const SECRET = 'bench-secret-0123456789abcdef';
+const here = dirname(fileURLToPath(import.meta.url));
+const GATEWAY = resolve(here, '../gateway/main.js');
+const GENERATOR = resolve(here, 'generator.js');
+const SOCKETIO = resolve(here, 'socketio-server.js');
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+
+/** Things to stop if the run is interrupted. */
+const live = new Set<{ stop(): Promise<void> }>();
+
+function noFileLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return !m || m[1] === 'unlimited' ? 1048576 : Number(m[1]);
+}
+
+interface Ctx {
+  plan: Plan;
+  generators: number;
+  addresses: string[];
+  serverCpus?: string;
+  generatorCpus?: string;
+  /** Most connections one process (server node or generator) can hold under `ulimit -n`. */
+  perProcessCap: number;
+}
+
+function layoutFor(
+  ctx: Ctx,
+  system: System,
+  kind: ScenarioKind,
+  urls: string[],
+  total: number,
+  roomSize = 1,
+): Layout {
+  return {
+    system,
+    kind,
+    urls,
+    secret: SECRET,
+    userPrefix: `${kind}-u`,
+    roomPrefix: `${kind}-r`,
+    roomSize,
+    total,
+    localAddresses: ctx.addresses,
+    payloadBytes: ctx.plan.payloadBytes,
+    connectConcurrency: 64,
+    timeoutMs: 15000,
+  };
+}
+
+function cpuOf(procs: ServerProc[]): ProcSample[] {
+  return procs.map((p) => sampleProc(p.pid));
+}
+
+function cpuSince(procs: ServerProc[], before: ProcSample[]): number {
+  return cpuOf(procs).reduce((s, x, i) => s + x.cpuSeconds - before[i]!.cpuSeconds, 0);
+}
+
+async function startServers(ctx: Ctx, system: System, withRedis: boolean, nodes: number) {
+  const redis = withRedis ? await startRedis(ctx.generatorCpus) : undefined;
+  if (redis) live.add(redis);
+  const started: NodeProc[] = [];
+  for (let i = 1; i <= nodes; i++) {
+    const name = `${system === 'relay' ? 'gw' : 'sio'}-${i}`;
+    const node =
+      system === 'relay'
+        ? await startNode({
+            name,
+            script: GATEWAY,
+            env: {
+              NODE_ID: name,
+              JWT_SECRET: SECRET,
+              LOG_LEVEL: 'warn',
+              ...(redis ? { REDIS_URL: redis.url } : {}),
+              // Socket.IO has no limits here; lift ours so both measure delivery, not policy.
+              CONN_RATE_PER_IP: '1000000',
+              CMD_RATE: '1000000',
+              CMD_BURST: '1000000',
+              USER_MSG_RATE: '1000000',
+            },
+            readyPath: '/readyz',
+            clientPath: (port) => `ws://127.0.0.1:${port}/ws`,
+            cpus: ctx.serverCpus,
+          })
+        : await startNode({
+            name,
+            script: SOCKETIO,
+            env: { NODE_ID: name, JWT_SECRET: SECRET, REDIS_URL: redis!.url },
+            readyPath: '/healthz',
+            clientPath: (port) => `http://127.0.0.1:${port}`,
+            cpus: ctx.serverCpus,
+          });
+    live.add(node);
+    started.push(node);
+  }
+  return { redis, nodes: started };
+}
+
+async function stopAll(procs: Array<ServerProc | undefined>, pool?: GeneratorPool) {
+  if (pool) {
+    await pool.closeConnections().catch(() => {});
+    await pool.stop();
+    live.delete(pool);
+  }
+  for (const p of procs) {
+    if (!p) continue;
+    await p.stop();
+    live.delete(p);
+  }
+}
+
+async function idle(ctx: Ctx, system: System, node: NodeProc, pool: GeneratorPool, problems: string[]) {
+  const levels = [...new Set(ctx.plan.idleLevels.map((l) => Math.min(l, ctx.perProcessCap)))];
+  await pool.init(layoutFor(ctx, system, 'idle', [node.clientUrl], levels[levels.length - 1]!));
+  await sleep(500);
+  const base = sampleProc(node.pid);
+  const out: IdleLevel[] = [];
+  let prev = 0;
+  let connected = 0;
+  for (const level of levels) {
+    const r = await pool.connect(prev, level, false);
+    connected += r.connected;
+    if (r.failed > 0)
+      problems.push(`idle: ${r.failed} of ${level - prev} connections failed: ${r.errors.join('; ')}`);
+    await sleep(1500);
+    const s = sampleProc(node.pid);
+    out.push({
+      connections: level,
+      failed: r.failed,
+      rssBaseBytes: base.rssBytes,
+      rssBytes: s.rssBytes,
+      bytesPerConnection: (s.rssBytes - base.rssBytes) / Math.max(1, connected),
+      connectRate: r.connected / (r.elapsedMs / 1000),
+      connectP99Ms: Histogram.from(r.connectLatency).quantile(0.99) / 1000,
+    });
+    log(
+      `${system} idle ${level}: ${(s.rssBytes / 2 ** 20).toFixed(0)} MiB RSS, ` +
+        `${((s.rssBytes - base.rssBytes) / Math.max(1, connected) / 1024).toFixed(2)} KB/conn, ` +
+        `${num(r.connected / (r.elapsedMs / 1000))} conn/s`,
+    );
+    prev = level;
+  }
+  await pool.closeConnections();
+  await sleep(1000);
+  return out;
+}
+
+interface StepRaw {
+  k: number;
+  rate: number;
+  seconds: number;
+  serverCpu: number;
+  redisCpu: number;
+}
+
+/** Runs publish phases k at the given rates; stops stepping once a step saturates. */
+async function steps(
+  pool: GeneratorPool,
+  servers: ServerProc[],
+  redis: ServerProc | undefined,
+  plan: Array<{ k: number; rate: number; durationMs: number }>,
+  label: string,
+): Promise<StepRaw[]> {
+  const raws: StepRaw[] = [];
+  for (const { k, rate, durationMs } of plan) {
+    const s0 = cpuOf(servers);
+    const r0 = redis ? cpuOf([redis]) : [];
+    const t0 = performance.now();
+    const sent = await pool.phase(k, rate, durationMs);
+    await pool.drain([k], sent.expected, 2000, 20000);
+    const seconds = (performance.now() - t0) / 1000;
+    const raw = {
+      k,
+      rate,
+      seconds,
+      serverCpu: cpuSince(servers, s0),
+      redisCpu: redis ? cpuSince([redis], r0) : 0,
+    };
+    raws.push(raw);
+    const p = (await pool.collect([k])).get(k)!;
+    const s = summarise(p, rate, seconds, raw.serverCpu, raw.redisCpu);
+    log(
+      `${label} ${rate} msg/s: ${num(s.deliveredPerSec)} deliveries/s, p50 ${s.p50Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} ` +
+        `max ${s.maxMs.toFixed(1)} ms, lost ${s.lost}, ${s.serverCpuUsPerDelivery.toFixed(2)} µs CPU/delivery` +
+        (sent.errors.length ? `, errors: ${sent.errors.slice(0, 2).join('; ')}` : ''),
+    );
+    const target = rate * (p.published > 0 ? p.expected / p.published : 0);
+    if (s.p99Ms > 2000 || s.lost > 0.01 * s.expected || s.deliveredPerSec < 0.7 * target) {
+      log(`${label}: saturated at ${rate} msg/s, no higher steps`);
+      break;
+    }
+  }
+  return raws;
+}
+
+/** Summaries of the phases after a final count (late deliveries included). */
+async function finalSummaries(pool: GeneratorPool, raws: StepRaw[]): Promise<PhaseSummary[]> {
+  if (raws.length === 0) return [];
+  const final = await pool.collect(raws.map((r) => r.k));
+  return raws.map((r) => summarise(final.get(r.k)!, r.rate, r.seconds, r.serverCpu, r.redisCpu));
+}
+
+function lossProblems(what: string, s: PhaseSummary | undefined, problems: string[]) {
+  // Loss or refused publishes while the system kept up (p99 under a second) mean something broke; beyond that
+  // they are the capacity limit the table reports.
+  if (!s || s.p99Ms >= 1000) return;
+  if (s.lost > 0) problems.push(`${what}: ${s.lost} of ${s.expected} deliveries never arrived`);
+  if (s.publishErrors > 0) problems.push(`${what}: ${s.publishErrors} publishes refused`);
+}
+
+async function fanout(
+  ctx: Ctx,
+  system: System,
+  nodes: NodeProc[],
+  redis: ServerProc | undefined,
+  label: string,
+) {
+  const f = ctx.plan.fanout;
+  const total = f.rooms * f.subscribers;
+  const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
+  live.add(pool);
+  const problems: string[] = [];
+  try {
+    await pool.init(
+      layoutFor(
+        ctx,
+        system,
+        'rooms',
+        nodes.map((n) => n.clientUrl),
+        total,
+        f.subscribers,
+      ),
+    );
+    const c = await pool.connect(0, total, true);
+    if (c.failed > 0) problems.push(`${label}: ${c.failed} connections failed: ${c.errors.join('; ')}`);
+    await pool.phase(0, f.rates[0]!, 1000); // warm-up, not reported
+    await pool.drain([0], 0, 500, 3000);
+    const raws = await steps(
+      pool,
+      nodes,
+      redis,
+      f.rates.map((rate, i) => ({ k: i + 1, rate, durationMs: f.stepMs })),
+      label,
+    );
+    const out = await finalSummaries(pool, raws);
+    out.forEach((s) => lossProblems(`${label} ${s.rate} msg/s`, s, problems));
+    if (pool.lost() > 0) problems.push(`${label}: ${pool.lost()} connections closed by the server`);
+    return { steps: out, problems };
+  } finally {
+    await stopAll([], pool);
+  }
+}
+
+async function onePhase(
+  ctx: Ctx,
+  system: System,
+  kind: 'rooms' | 'dm',
+  nodes: NodeProc[],
+  redis: ServerProc | undefined,
+  total: number,
+  roomSize: number,
+  rate: number,
+  durationMs: number,
+  label: string,
+) {
+  const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
+  live.add(pool);
+  const problems: string[] = [];
+  try {
+    await pool.init(
+      layoutFor(
+        ctx,
+        system,
+        kind,
+        nodes.map((n) => n.clientUrl),
+        total,
+        roomSize,
+      ),
+    );
+    const c = await pool.connect(0, total, kind === 'rooms');
+    if (c.failed > 0) problems.push(`${label}: ${c.failed} connections failed: ${c.errors.join('; ')}`);
+    const raws = await steps(pool, nodes, redis, [{ k: 1, rate, durationMs }], label);
+    const [s] = await finalSummaries(pool, raws);
+    lossProblems(label, s, problems);
+    if (pool.lost() > 0) problems.push(`${label}: ${pool.lost()} connections closed by the server`);
+    return { summary: s, problems };
+  } finally {
+    await stopAll([], pool);
+  }
+}
+
+async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
+  const label = system === 'relay' ? 'relaychat' : 'Socket.IO';
+  const result: SystemResult = {
+    system,
+    label: system === 'relay' ? 'relaychat (2 nodes)' : 'Socket.IO 4.8 + redis-adapter (2 nodes)',
+    idle: [],
+    fanout: [],
+    problems: [],
+  };
+  log(`${label}: starting Redis and two nodes`);
+  const { redis, nodes } = await startServers(ctx, system, true, 2);
+  const procs: ServerProc[] = [...nodes, ...(redis ? [redis] : [])];
+  try {
+    const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
+    live.add(pool);
+    try {
+      result.idle = await idle(ctx, system, nodes[0]!, pool, result.problems);
+      if (pool.lost() > 0) result.problems.push(`idle: ${pool.lost()} connections closed by the server`);
+    } finally {
+      await stopAll([], pool);
+    }
+
+    const f = await fanout(ctx, system, nodes, redis, `${label} fanout`);
+    result.fanout = f.steps;
+    result.fanoutBest = [...f.steps].reverse().find(sustained);
+    result.problems.push(...f.problems);
+
+    const chat = ctx.plan.chat;
+    const chatTotal = chat.rooms * chat.size;
+    const c = await onePhase(
+      ctx,
+      system,
+      'rooms',
+      nodes,
+      redis,
+      chatTotal,
+      chat.size,
+      chatTotal / (chat.intervalMs / 1000),
+      chat.durationMs,
+      `${label} chat`,
+    );
+    result.chat = c.summary;
+    result.problems.push(...c.problems);
+
+    const dm = ctx.plan.dm;
+    const d = await onePhase(
+      ctx,
+      system,
+      'dm',
+      nodes,
+      redis,
+      dm.pairs * 2,
+      1,
+      dm.ratePerSec,
+      dm.durationMs,
+      `${label} dm`,
+    );
+    result.dm = d.summary;
+    result.problems.push(...d.problems);
+  } catch (e) {
+    result.problems.push(`${label}: ${(e as Error).message}`);
+  } finally {
+    for (const p of procs) if (p.crashed) result.problems.push(`crash: ${p.crashed}`);
+    await stopAll(procs);
+  }
+  return result;
+}
+
+async function references(ctx: Ctx, out: BenchResult) {
+  log('reference: redis-benchmark -t publish');
+  const redis = await startRedis(ctx.generatorCpus);
+  live.add(redis);
+  try {
+    const text = await run(
+      'redis-benchmark',
+      ['-p', String(redis.port), '-t', 'publish', '-n', String(ctx.plan.redisBenchmarkRequests), '-q'],
+      ctx.serverCpus,
+    );
+    const m = text ? /PUBLISH:\s*([\d.]+)\s*requests per second/.exec(text) : null;
+    if (m) out.references.redisPublishOpsPerSec = Number(m[1]);
+    else out.notes.push('redis-benchmark was not available or printed nothing usable; no PUBLISH reference.');
+  } finally {
+    await stopAll([redis]);
+  }
+
+  log('reference: one gateway node, memory engine, local fanout');
+  const { nodes } = await startServers(ctx, 'relay', false, 1);
+  try {
+    const f = await fanout(ctx, 'relay', nodes, undefined, 'local fanout');
+    out.references.localFanout = f.steps;
+    out.references.localFanoutBest = [...f.steps].reverse().find(sustained);
+    for (const p of f.problems) out.notes.push(`local fanout reference: ${p}`);
+  } finally {
+    for (const n of nodes) if (n.crashed) out.notes.push(`local fanout reference: crash: ${n.crashed}`);
+    await stopAll(nodes);
+  }
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      pin: { type: 'boolean', default: false },
+      'server-cpus': { type: 'string', default: '0' },
+      'generator-cpus': { type: 'string', default: '1' },
+      generators: { type: 'string', default: '2' },
+      addresses: { type: 'string', default: '4' },
+      only: { type: 'string' },
+      'no-reference': { type: 'boolean', default: false },
+      out: { type: 'string', default: 'bench-results' },
+      docs: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const plan = values.quick ? QUICK : FULL;
+  const systems: System[] =
+    values.only === 'relay' ? ['relay'] : values.only === 'socketio' ? ['socketio'] : ['relay', 'socketio'];
+  if (systems.includes('relay') && !existsSync(GATEWAY)) {
+    console.error(`bench: ${GATEWAY} not found; run \`npm run build\` first (npm run bench does).`);
+    return 1;
+  }
+  const noFile = noFileLimit();
+  const addresses = Array.from(
+    { length: Math.max(1, Number(values.addresses)) },
+    (_, i) => `127.0.0.${i + 2}`,
+  );
+  const ctx: Ctx = {
+    plan,
+    generators: Math.max(1, Number(values.generators)),
+    addresses,
+    serverCpus: values.pin ? values['server-cpus'] : undefined,
+    generatorCpus: values.pin ? values['generator-cpus'] : undefined,
+    perProcessCap: noFile - 500,
+  };
+  const result: BenchResult = {
+    startedAt: new Date().toISOString(),
+    quick: values.quick,
+    pinned: values.pin ? { servers: values['server-cpus'], generators: values['generator-cpus'] } : undefined,
+    machine: {
+      cpus: cpus()[0]?.model ?? 'unknown',
+      cores: cpus().length,
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      kernel: release(),
+      noFile,
+    },
+    config: { ...plan, generators: ctx.generators, addresses },
+    notes: [],
+    systems: [],
+    references: { localFanout: [] },
+  };
+  const skipped = plan.idleLevels.filter((l) => l > ctx.perProcessCap);
+  if (skipped.length > 0) {
+    const msg =
+      `idle levels ${skipped.map((l) => num(l)).join(', ')} capped at ${num(ctx.perProcessCap)} connections: ` +
+      `\`ulimit -n\` is ${noFile} here and one process (server node or generator) needs one descriptor per ` +
+      'connection. Raise it (ulimit -n 1048576; the hard limit needs root or /etc/security/limits.conf).';
+    log(msg);
+    result.notes.push(msg);
+  }
+  const needed = Math.max(plan.chat.rooms * plan.chat.size, plan.fanout.rooms * plan.fanout.subscribers);
+  if (needed / ctx.generators > ctx.perProcessCap || needed / 2 > ctx.perProcessCap) {
+    console.error(`bench: ${needed} connections exceed what ulimit -n ${noFile} allows; raise it.`);
+    return 1;
+  }
+  if (values.pin)
+    log(`pinned: server nodes on CPU ${ctx.serverCpus}, generators and Redis on CPU ${ctx.generatorCpus}`);
+
+  for (const system of systems) result.systems.push(await runSystem(ctx, system));
+  if (!values['no-reference']) {
+    try {
+      await references(ctx, result);
+    } catch (e) {
+      result.notes.push(`references failed: ${(e as Error).message}`);
+    }
+  }
+
+  const rows = tableRows(result);
+  console.log(`\n${textTable(rows)}\n`);
+  for (const n of result.notes) console.log(`note: ${n}`);
+  const problems = result.systems.flatMap((s) => s.problems.map((p) => `${s.label}: ${p}`));
+  for (const p of problems) console.log(`PROBLEM: ${p}`);
+
+  const dir = resolve(values.out);
+  mkdirSync(dir, { recursive: true });
+  const stamp = result.startedAt.replace(/[:.]/g, '-');
+  const json = JSON.stringify(result, null, 2);
+  writeFileSync(join(dir, `bench-${stamp}.json`), json);
+  writeFileSync(join(dir, 'latest.json'), json);
+  writeFileSync(join(dir, 'latest.md'), `${markdownTable(rows)}\n`);
+  writeFileSync(join(dir, 'latency.svg'), latencyChart(result));
+  writeFileSync(join(dir, 'memory.svg'), memoryChart(result));
+  if (values.docs) {
+    writeFileSync(resolve('docs/bench-latency.svg'), latencyChart(result));
+    writeFileSync(resolve('docs/bench-memory.svg'), memoryChart(result));
+  }
+  log(
+    `results in ${dir}/latest.{json,md}, charts ${dir}/{latency,memory}.svg${values.docs ? ' and docs/' : ''}`,
+  );
+  return problems.length > 0 ? 1 : 0;
+}
+
+async function cleanup() {
+  await Promise.all([...live].map((p) => p.stop().catch(() => {})));
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    log(`${sig}: stopping everything`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+// A hung run is a broken run: give up well after the expected duration (quick: under two minutes).
+const watchdog = setTimeout(
+  () => {
+    log('the run did not finish in time: stopping everything');
+    void cleanup().then(() => process.exit(1));
+  },
+  process.argv.includes('--quick') ? 170_000 : 3_600_000,
+);
+watchdog.unref();
+
+main().then(
+  async (code) => {
+    await cleanup();
+    process.exit(code);
+  },
+  async (e: Error) => {
+    console.error(`bench: ${e.stack ?? e.message}`);
+    await cleanup();
+    process.exit(1);
+  },
+);

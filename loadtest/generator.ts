@@ -1,0 +1,234 @@
+// A load generator process, started by the coordinator (loadtest/lib/pool.ts) with an IPC channel. It owns a
+// slice of a scenario's connections, publishes at the rate it is told, and counts what its connections receive:
+// distinct deliveries and duplicates from per-stream sequence numbers, end-to-end latency from the send time in
+// each body. It answers every request with an Envelope (see lib/ipc.ts).
+import { connect, nowUs, type LoadClient, type Payload } from './lib/clients';
+import { Histogram } from './lib/histogram';
+import type { ConnectResult, Envelope, Layout, PhaseSent, PhaseStatsJson, Reply, Request } from './lib/ipc';
+import { roomIndexOf, roomMembers, userOf } from './lib/ipc';
+import { SeqWindow } from './lib/seq';
+import { signToken } from './lib/token';
+
+interface Conn {
+  index: number;
+  client: LoadClient;
+}
+
+class PhaseState {
+  published = 0;
+  expected = 0;
+  delivered = 0;
+  duplicates = 0;
+  publishErrors = 0;
+  latency = new Histogram();
+
+  toJSON(): PhaseStatsJson {
+    return {
+      published: this.published,
+      expected: this.expected,
+      delivered: this.delivered,
+      duplicates: this.duplicates,
+      publishErrors: this.publishErrors,
+      latency: this.latency.toJSON(),
+    };
+  }
+}
+
+let genId = 0;
+let layout: Layout | undefined;
+const conns: Conn[] = [];
+const phases = new Map<number, PhaseState>();
+const streamSeq = new Map<string, number>();
+let lost = 0;
+let rr = 0;
+
+function phase(k: number): PhaseState {
+  let p = phases.get(k);
+  if (!p) {
+    p = new PhaseState();
+    phases.set(k, p);
+  }
+  return p;
+}
+
+function handlersFor() {
+  const windows = new Map<string, SeqWindow>();
+  return {
+    deliver(body: Payload): void {
+      const ps = phase(body.k);
+      let w = windows.get(body.r);
+      if (!w) {
+        w = new SeqWindow();
+        windows.set(body.r, w);
+      }
+      if (w.see(body.s)) {
+        ps.delivered += 1;
+        ps.latency.record(nowUs() - body.t);
+      } else {
+        ps.duplicates += 1;
+      }
+    },
+    lost(): void {
+      lost += 1;
+    },
+  };
+}
+
+async function connectRange(l: Layout, from: number, to: number, join: boolean): Promise<ConnectResult> {
+  const started = performance.now();
+  const latency = new Histogram();
+  const errors: string[] = [];
+  let next = from;
+  let connected = 0;
+  let failed = 0;
+  const worker = async () => {
+    while (next < to) {
+      const i = next++;
+      const t0 = nowUs();
+      try {
+        const client = await connect(
+          l.system,
+          {
+            url: l.urls[i % l.urls.length]!,
+            token: signToken(userOf(l, i), l.secret),
+            localAddress:
+              l.localAddresses.length > 0 ? l.localAddresses[i % l.localAddresses.length] : undefined,
+            timeoutMs: l.timeoutMs,
+          },
+          handlersFor(),
+        );
+        latency.record(nowUs() - t0);
+        conns.push({ index: i, client });
+        if (join && l.kind === 'rooms') await client.join(`${l.roomPrefix}${roomIndexOf(l, i)}`);
+        connected += 1;
+      } catch (e) {
+        failed += 1;
+        if (errors.length < 5) errors.push(`connection ${i}: ${(e as Error).message}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, l.connectConcurrency) }, worker));
+  return {
+    connected,
+    failed,
+    errors,
+    elapsedMs: performance.now() - started,
+    connectLatency: latency.toJSON(),
+  };
+}
+
+function runPhase(l: Layout, k: number, ratePerSec: number, durationMs: number): Promise<PhaseSent> {
+  const ps = phase(k);
+  const padding = l.payloadBytes > 0 ? 'x'.repeat(l.payloadBytes) : undefined;
+  const total = Math.floor((ratePerSec * durationMs) / 1000);
+  const errors: string[] = [];
+  let sent = 0;
+  let inflight = 0;
+  let lastSentAt = 0;
+  const start = performance.now();
+
+  const sendOne = () => {
+    const c = conns[rr++ % conns.length]!;
+    let stream: string;
+    let send: (body: Payload) => Promise<void>;
+    let deliveries: number;
+    if (l.kind === 'dm') {
+      stream = `u${c.index}`;
+      const to = userOf(l, c.index ^ 1);
+      send = (body) => c.client.dm(to, body);
+      deliveries = 1;
+    } else {
+      const room = `${l.roomPrefix}${roomIndexOf(l, c.index)}`;
+      stream = `${genId}:${room}`;
+      send = (body) => c.client.publish(room, body);
+      deliveries = roomMembers(l, c.index);
+    }
+    const s = (streamSeq.get(stream) ?? 0) + 1;
+    streamSeq.set(stream, s);
+    inflight += 1;
+    send({ r: stream, s, t: nowUs(), k, p: padding }).then(
+      () => {
+        inflight -= 1;
+        ps.published += 1;
+        ps.expected += deliveries;
+      },
+      (e: Error) => {
+        inflight -= 1;
+        ps.publishErrors += 1;
+        if (errors.length < 5) errors.push(e.message);
+      },
+    );
+  };
+
+  return new Promise((resolve) => {
+    const finish = () => {
+      const deadline = performance.now() + 15000;
+      const wait = () => {
+        if (inflight === 0 || performance.now() > deadline) {
+          resolve({
+            published: ps.published,
+            publishErrors: ps.publishErrors + inflight,
+            expected: ps.expected,
+            errors: inflight > 0 ? [...errors, `${inflight} publishes unanswered after 15 s`] : errors,
+            sentForMs: lastSentAt,
+          });
+        } else setTimeout(wait, 10);
+      };
+      wait();
+    };
+    const tick = () => {
+      const elapsed = performance.now() - start;
+      const due = Math.min(total, Math.floor((ratePerSec * elapsed) / 1000));
+      if (conns.length > 0) {
+        while (sent < due) {
+          sendOne();
+          sent += 1;
+        }
+        lastSentAt = performance.now() - start;
+      }
+      if (sent < total && elapsed < durationMs * 3) setTimeout(tick, 2);
+      else finish();
+    };
+    tick();
+  });
+}
+
+async function handle(req: Request): Promise<Reply> {
+  switch (req.type) {
+    case 'init':
+      genId = req.genId;
+      layout = req.layout;
+      return { type: 'ok' };
+    case 'connect':
+      return { type: 'connected', ...(await connectRange(layout!, req.from, req.to, req.join)) };
+    case 'phase':
+      return { type: 'sent', ...(await runPhase(layout!, req.phase, req.ratePerSec, req.durationMs)) };
+    case 'progress': {
+      const delivered: Record<number, number> = {};
+      for (const [k, p] of phases) delivered[k] = p.delivered;
+      return { type: 'progress', delivered };
+    }
+    case 'collect': {
+      const out: Record<number, PhaseStatsJson> = {};
+      for (const k of req.phases) out[k] = phase(k).toJSON();
+      return { type: 'collected', phases: out };
+    }
+    case 'close':
+      for (const c of conns) c.client.close();
+      conns.length = 0;
+      return { type: 'ok' };
+  }
+}
+
+process.on('message', (msg: { seq: number; body: Request }) => {
+  handle(msg.body).then(
+    (body) => process.send!({ seq: msg.seq, lost, body } satisfies Envelope<Reply>),
+    (e: Error) =>
+      process.send!({
+        seq: msg.seq,
+        lost,
+        body: { type: 'error', message: e.stack ?? e.message },
+      } satisfies Envelope<Reply>),
+  );
+});
+process.on('disconnect', () => process.exit(0));

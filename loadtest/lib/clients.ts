@@ -1,0 +1,236 @@
+// The two kinds of load client the generator drives: our gateway over raw `ws` (docs/PROTOCOL.md), and the
+// Socket.IO comparison cluster (loadtest/socketio-server.ts) over socket.io-client. Both expose the same small
+// surface so every scenario runs unchanged against either system.
+import WebSocket from 'ws';
+import { io, type Socket } from 'socket.io-client';
+
+/** What the generator puts in every message body. */
+export interface Payload {
+  /** Stream id: one numbering of messages (a generator's messages into one room, or one sender's DMs). */
+  r: string;
+  /** Sequence number within the stream, from 1. */
+  s: number;
+  /** Send time, microseconds of the monotonic clock (shared by every process on the machine). */
+  t: number;
+  /** Phase id, so late deliveries are counted against the phase that sent them. */
+  k: number;
+  /** Padding to the configured message size. */
+  p?: string;
+}
+
+export type System = 'relay' | 'socketio';
+
+export interface ClientHandlers {
+  /** A room message or a DM reached this connection. */
+  deliver(body: Payload): void;
+  /** The server (or the network) closed a connection the generator had not closed itself. */
+  lost(reason: string): void;
+}
+
+export interface LoadClient {
+  join(room: string): Promise<void>;
+  publish(room: string, body: Payload): Promise<void>;
+  dm(to: string, body: Payload): Promise<void>;
+  close(): void;
+}
+
+export interface ConnectOptions {
+  url: string;
+  token: string;
+  localAddress?: string;
+  timeoutMs: number;
+}
+
+/** Monotonic microseconds (CLOCK_MONOTONIC via hrtime): comparable across processes on one machine. */
+export function nowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+interface Pending {
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+/** A connection to the gateway speaking protocol v1. */
+class RelayClient implements LoadClient {
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private closing = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    handlers: ClientHandlers,
+  ) {
+    ws.on('message', (data: Buffer) => {
+      const msg = JSON.parse(data.toString()) as {
+        type?: string;
+        re?: number | null;
+        ok?: boolean;
+        body?: Payload;
+        error?: { code: string; message: string };
+      };
+      if (msg.type === 'message' || msg.type === 'dm') {
+        if (msg.body && typeof msg.body.s === 'number') handlers.deliver(msg.body);
+        return;
+      }
+      if (typeof msg.re === 'number') {
+        const p = this.pending.get(msg.re);
+        if (!p) return;
+        this.pending.delete(msg.re);
+        if (msg.ok) p.resolve();
+        else p.reject(new CommandError(msg.error?.code ?? 'unknown', msg.error?.message ?? ''));
+      }
+    });
+    ws.on('close', (code: number) => {
+      for (const p of this.pending.values()) p.reject(new CommandError('closed', `socket closed (${code})`));
+      this.pending.clear();
+      if (!this.closing) handlers.lost(`closed ${code}`);
+    });
+  }
+
+  private request(cmd: Record<string, unknown>): Promise<void> {
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify({ id, ...cmd }));
+    });
+  }
+
+  join(room: string): Promise<void> {
+    return this.request({ type: 'join', room });
+  }
+
+  publish(room: string, body: Payload): Promise<void> {
+    return this.request({ type: 'publish', room, body });
+  }
+
+  dm(to: string, body: Payload): Promise<void> {
+    return this.request({ type: 'dm', to, body });
+  }
+
+  close(): void {
+    this.closing = true;
+    this.ws.close(1000);
+  }
+}
+
+function connectRelay(opts: ConnectOptions, handlers: ClientHandlers): Promise<LoadClient> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${opts.url}?token=${encodeURIComponent(opts.token)}`, {
+      localAddress: opts.localAddress,
+      handshakeTimeout: opts.timeoutMs,
+      perMessageDeflate: false,
+    });
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error('no welcome in time'));
+    }, opts.timeoutMs);
+    const fail = (e: Error) => {
+      clearTimeout(timer);
+      reject(e);
+    };
+    ws.once('error', fail);
+    ws.once('unexpected-response', (_req, res) => {
+      ws.terminate();
+      fail(new Error(`upgrade refused: HTTP ${res.statusCode}`));
+    });
+    ws.once('message', (data: Buffer) => {
+      clearTimeout(timer);
+      ws.off('error', fail);
+      ws.on('error', () => {}); // 'close' follows and is reported there
+      const welcome = JSON.parse(data.toString()) as { type?: string };
+      if (welcome.type !== 'welcome') {
+        ws.terminate();
+        reject(new Error(`expected welcome, got ${data.toString().slice(0, 100)}`));
+        return;
+      }
+      resolve(new RelayClient(ws, handlers));
+    });
+  });
+}
+
+interface Ack {
+  ok: boolean;
+  error?: string;
+}
+
+/** A connection to the Socket.IO comparison cluster. */
+class SocketIoClient implements LoadClient {
+  private closing = false;
+
+  constructor(
+    private readonly socket: Socket,
+    handlers: ClientHandlers,
+  ) {
+    socket.on('message', (m: { body?: Payload }) => {
+      if (m.body && typeof m.body.s === 'number') handlers.deliver(m.body);
+    });
+    socket.on('dm', (m: { body?: Payload }) => {
+      if (m.body && typeof m.body.s === 'number') handlers.deliver(m.body);
+    });
+    socket.on('disconnect', (reason) => {
+      if (!this.closing) handlers.lost(`disconnect ${reason}`);
+    });
+  }
+
+  private emit(event: string, arg: unknown): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.socket.emit(event, arg, (ack: Ack) => {
+        if (ack.ok) resolve();
+        else reject(new CommandError(ack.error ?? 'error', event));
+      });
+    });
+  }
+
+  join(room: string): Promise<void> {
+    return this.emit('join', room);
+  }
+
+  publish(room: string, body: Payload): Promise<void> {
+    return this.emit('publish', { room, body });
+  }
+
+  dm(to: string, body: Payload): Promise<void> {
+    return this.emit('dm', { to, body });
+  }
+
+  close(): void {
+    this.closing = true;
+    this.socket.disconnect();
+  }
+}
+
+function connectSocketIo(opts: ConnectOptions, handlers: ClientHandlers): Promise<LoadClient> {
+  return new Promise((resolve, reject) => {
+    const socket = io(opts.url, {
+      transports: ['websocket'],
+      auth: { token: opts.token },
+      reconnection: false,
+      forceNew: true,
+      timeout: opts.timeoutMs,
+      // engine.io-client hands localAddress to the `ws` constructor in Node (it is not in the public types).
+      ...({ localAddress: opts.localAddress } as object),
+    });
+    socket.once('connect', () => {
+      socket.off('connect_error');
+      resolve(new SocketIoClient(socket, handlers));
+    });
+    socket.once('connect_error', (e) => {
+      socket.disconnect();
+      reject(e);
+    });
+  });
+}
+
+export function connect(system: System, opts: ConnectOptions, handlers: ClientHandlers): Promise<LoadClient> {
+  return system === 'relay' ? connectRelay(opts, handlers) : connectSocketIo(opts, handlers);
+}

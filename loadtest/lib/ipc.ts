@@ -1,0 +1,97 @@
+// The messages between the coordinating process and its generator processes, and the layout both sides use to
+// derive each connection's user, node, room and source address from its index alone.
+import type { HistogramJson } from './histogram';
+import type { System } from './clients';
+
+export type ScenarioKind = 'idle' | 'rooms' | 'dm';
+
+/**
+ * Everything a generator needs to know about the connections of a scenario. Connection i (0-based, global
+ * across generators) is user `${userPrefix}${i}`, connects to urls[i % urls.length] from
+ * localAddresses[i % localAddresses.length]; in 'rooms' it joins room floor(i / roomSize); in 'dm' its partner is
+ * connection i ^ 1.
+ */
+export interface Layout {
+  system: System;
+  kind: ScenarioKind;
+  urls: string[];
+  secret: string;
+  userPrefix: string;
+  roomPrefix: string;
+  roomSize: number;
+  /** Total connections of the scenario (the last room may be smaller than roomSize). */
+  total: number;
+  localAddresses: string[];
+  payloadBytes: number;
+  /** Connection attempts each generator keeps in flight. */
+  connectConcurrency: number;
+  timeoutMs: number;
+}
+
+export function userOf(layout: Layout, i: number): string {
+  return `${layout.userPrefix}${i}`;
+}
+
+export function roomIndexOf(layout: Layout, i: number): number {
+  return Math.floor(i / layout.roomSize);
+}
+
+/** Members of the room connection i belongs to. */
+export function roomMembers(layout: Layout, i: number): number {
+  const start = roomIndexOf(layout, i) * layout.roomSize;
+  return Math.min(layout.roomSize, layout.total - start);
+}
+
+export interface PhaseStatsJson {
+  /** Messages the server acknowledged (ok reply or ack). */
+  published: number;
+  /** Deliveries the acknowledged messages should cause (one per room member, one per DM). */
+  expected: number;
+  /** Distinct deliveries received. */
+  delivered: number;
+  duplicates: number;
+  publishErrors: number;
+  /** End-to-end latency of every delivery, µs. */
+  latency: HistogramJson;
+}
+
+export type Request =
+  | { type: 'init'; genId: number; layout: Layout }
+  | { type: 'connect'; from: number; to: number; join: boolean }
+  | { type: 'phase'; phase: number; ratePerSec: number; durationMs: number }
+  | { type: 'progress' }
+  | { type: 'collect'; phases: number[] }
+  | { type: 'close' };
+
+export interface ConnectResult {
+  connected: number;
+  failed: number;
+  errors: string[];
+  elapsedMs: number;
+  /** connect call -> welcome (relay) or connect event (Socket.IO), µs. */
+  connectLatency: HistogramJson;
+}
+
+export interface PhaseSent {
+  published: number;
+  publishErrors: number;
+  expected: number;
+  errors: string[];
+  /** When the last publish was sent, ms after the phase started (lower than durationMs when the generator lagged). */
+  sentForMs: number;
+}
+
+export type Reply =
+  | { type: 'ok' }
+  | ({ type: 'connected' } & ConnectResult)
+  | ({ type: 'sent' } & PhaseSent)
+  | { type: 'progress'; delivered: Record<number, number> }
+  | { type: 'collected'; phases: Record<number, PhaseStatsJson> }
+  | { type: 'error'; message: string };
+
+/** Every reply also says how many connections were lost (closed by the other side) so far. */
+export interface Envelope<T> {
+  seq: number;
+  lost: number;
+  body: T;
+}

@@ -1,0 +1,107 @@
+// The shape of a benchmark run's results (written to bench-results/*.json) and the helpers that summarise a phase.
+import type { Histogram } from './histogram';
+import type { PhaseResult } from './pool';
+
+export interface IdleLevel {
+  connections: number;
+  failed: number;
+  rssBaseBytes: number;
+  rssBytes: number;
+  /** (rssBytes - rssBaseBytes) / connections. */
+  bytesPerConnection: number;
+  /** Connections opened per second while reaching this level. */
+  connectRate: number;
+  connectP99Ms: number;
+}
+
+export interface LatencySummary {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface PhaseSummary extends LatencySummary {
+  /** Target publish rate, messages/s. */
+  rate: number;
+  seconds: number;
+  published: number;
+  publishErrors: number;
+  expected: number;
+  delivered: number;
+  deliveredPerSec: number;
+  /** Expected deliveries that never arrived (by the end of the scenario). */
+  lost: number;
+  duplicates: number;
+  /** Server CPU time per delivered message, µs (sum over the server nodes). */
+  serverCpuUsPerDelivery: number;
+  /** Redis CPU time per acknowledged publish, µs. */
+  redisCpuUsPerPublish: number;
+  /** Server CPU seconds per wall second (1.0 = one core), sum over the nodes. */
+  serverCores: number;
+  redisCores: number;
+}
+
+export interface SystemResult {
+  system: 'relay' | 'socketio';
+  label: string;
+  idle: IdleLevel[];
+  fanout: PhaseSummary[];
+  /** Highest fanout step with p99 < 100 ms and nothing lost. */
+  fanoutBest?: PhaseSummary;
+  chat?: PhaseSummary;
+  dm?: PhaseSummary;
+  /** Crashed processes, connections closed by the server, failed connects: anything that means "broken". */
+  problems: string[];
+}
+
+export interface References {
+  redisPublishOpsPerSec?: number;
+  /** A single gateway node with the in-process memory engine (no Redis), fanout steps. */
+  localFanout: PhaseSummary[];
+  localFanoutBest?: PhaseSummary;
+}
+
+export interface BenchResult {
+  startedAt: string;
+  quick: boolean;
+  pinned?: { servers: string; generators: string };
+  machine: { cpus: string; cores: number; memGiB: number; node: string; kernel: string; noFile: number };
+  config: Record<string, unknown>;
+  notes: string[];
+  systems: SystemResult[];
+  references: References;
+}
+
+export function latency(h: Histogram): LatencySummary {
+  return { p50Ms: h.quantile(0.5) / 1000, p99Ms: h.quantile(0.99) / 1000, maxMs: h.max / 1000 };
+}
+
+export function summarise(
+  p: PhaseResult,
+  rate: number,
+  seconds: number,
+  serverCpuSeconds: number,
+  redisCpuSeconds: number,
+): PhaseSummary {
+  return {
+    rate,
+    seconds,
+    published: p.published,
+    publishErrors: p.publishErrors,
+    expected: p.expected,
+    delivered: p.delivered,
+    deliveredPerSec: p.delivered / seconds,
+    lost: Math.max(0, p.expected - p.delivered),
+    duplicates: p.duplicates,
+    ...latency(p.latency),
+    serverCpuUsPerDelivery: p.delivered > 0 ? (serverCpuSeconds * 1e6) / p.delivered : 0,
+    redisCpuUsPerPublish: p.published > 0 ? (redisCpuSeconds * 1e6) / p.published : 0,
+    serverCores: serverCpuSeconds / seconds,
+    redisCores: redisCpuSeconds / seconds,
+  };
+}
+
+/** Sustained: every expected delivery arrived and p99 stayed under 100 ms. */
+export function sustained(s: PhaseSummary): boolean {
+  return s.lost === 0 && s.publishErrors === 0 && s.p99Ms < 100;
+}
