@@ -302,7 +302,10 @@ async function fanout(
       ),
     );
     const c = await pool.connect(0, total, true);
-    if (c.failed > 0) problems.push(`${label}: ${c.failed} connections failed: ${c.errors.join('; ')}`);
+    if (c.failed > 0)
+      problems.push(
+        `${label}: ${c.failed} of ${total} connections failed to connect or join: ${c.errors.join('; ')}`,
+      );
     await pool.phase(0, f.rates[0]!, 1000); // warm-up, not reported
     await pool.drain([0], 0, 500, 3000);
     const raws = await steps(
@@ -348,7 +351,10 @@ async function onePhase(
       ),
     );
     const c = await pool.connect(0, total, kind === 'rooms');
-    if (c.failed > 0) problems.push(`${label}: ${c.failed} connections failed: ${c.errors.join('; ')}`);
+    if (c.failed > 0)
+      problems.push(
+        `${label}: ${c.failed} of ${total} connections failed to connect or join: ${c.errors.join('; ')}`,
+      );
     const raws = await steps(pool, nodes, redis, [{ k: 1, rate, durationMs }], label);
     const [s] = await finalSummaries(pool, raws);
     lossProblems(label, s, problems);
@@ -428,18 +434,32 @@ async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
 }
 
 async function references(ctx: Ctx, out: BenchResult) {
-  log('reference: redis-benchmark -t publish');
+  // redis-benchmark 7.0 has no `-t publish` test: run PUBLISH as an explicit command, without and with pipelining.
+  log('reference: redis-benchmark PUBLISH');
   const redis = await startRedis(ctx.generatorCpus);
   live.add(redis);
   try {
-    const text = await run(
-      'redis-benchmark',
-      ['-p', String(redis.port), '-t', 'publish', '-n', String(ctx.plan.redisBenchmarkRequests), '-q'],
-      ctx.serverCpus,
-    );
-    const m = text ? /PUBLISH:\s*([\d.]+)\s*requests per second/.exec(text) : null;
-    if (m) out.references.redisPublishOpsPerSec = Number(m[1]);
-    else out.notes.push('redis-benchmark was not available or printed nothing usable; no PUBLISH reference.');
+    const opsPerSec = async (pipeline: number) => {
+      const args = [
+        '-p',
+        String(redis.port),
+        '-n',
+        String(ctx.plan.redisBenchmarkRequests),
+        '-P',
+        String(pipeline),
+      ];
+      const text = await run(
+        'redis-benchmark',
+        [...args, '-q', 'publish', 'bench', 'x'.repeat(200)],
+        ctx.serverCpus,
+      );
+      const m = text ? /publish bench x+: ([\d.]+) requests per second/.exec(text) : null;
+      return m ? Number(m[1]) : undefined;
+    };
+    out.references.redisPublishOpsPerSec = await opsPerSec(1);
+    out.references.redisPublishPipelinedOpsPerSec = await opsPerSec(16);
+    if (out.references.redisPublishOpsPerSec === undefined)
+      out.notes.push('redis-benchmark was not available or printed nothing usable; no PUBLISH reference.');
   } finally {
     await stopAll([redis]);
   }

@@ -85,8 +85,9 @@ async function connectRange(l: Layout, from: number, to: number, join: boolean):
     while (next < to) {
       const i = next++;
       const t0 = nowUs();
+      let client: LoadClient;
       try {
-        const client = await connect(
+        client = await connect(
           l.system,
           {
             url: l.urls[i % l.urls.length]!,
@@ -97,13 +98,19 @@ async function connectRange(l: Layout, from: number, to: number, join: boolean):
           },
           handlersFor(),
         );
-        latency.record(nowUs() - t0);
-        conns.push({ index: i, client });
+      } catch (e) {
+        failed += 1;
+        if (errors.length < 5) errors.push(`connect ${i}: ${(e as Error).message}`);
+        continue;
+      }
+      latency.record(nowUs() - t0);
+      conns.push({ index: i, client });
+      try {
         if (join && l.kind === 'rooms') await client.join(`${l.roomPrefix}${roomIndexOf(l, i)}`);
         connected += 1;
       } catch (e) {
         failed += 1;
-        if (errors.length < 5) errors.push(`connection ${i}: ${(e as Error).message}`);
+        if (errors.length < 5) errors.push(`join ${i}: ${(e as Error).message}`);
       }
     }
   };

@@ -130,7 +130,12 @@ export function tableRows(r: BenchResult): Row[] {
   ]);
   rows.push(...phaseRows('chat', relay?.chat, sio?.chat));
   rows.push(...phaseRows('dm', relay?.dm, sio?.dm));
-  rows.push(['reference: redis-benchmark PUBLISH, ops/s', num(r.references.redisPublishOpsPerSec), '', '']);
+  rows.push([
+    'reference: redis-benchmark PUBLISH, ops/s (-P 1 / -P 16)',
+    `${num(r.references.redisPublishOpsPerSec)} / ${num(r.references.redisPublishPipelinedOpsPerSec)}`,
+    '',
+    '',
+  ]);
   const lf = r.references.localFanoutBest;
   rows.push([
     'reference: 1 node, memory engine, best fanout step',

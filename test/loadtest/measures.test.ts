@@ -1,0 +1,109 @@
+// The measuring parts of the load generator, without sockets: the histogram's percentiles and merging, the
+// sequence window's distinct/duplicate/missing counts, /proc sampling, and the report's ratios and charts.
+import fc from 'fast-check';
+import { Histogram } from '../../loadtest/lib/histogram';
+import { SeqWindow } from '../../loadtest/lib/seq';
+import { sampleProc } from '../../loadtest/lib/proc';
+import { ratio } from '../../loadtest/lib/report';
+import { lineChart } from '../../loadtest/lib/svg';
+
+describe('Histogram', () => {
+  test('percentiles are within 1% of the exact order statistic', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 50_000_000 }), { minLength: 1, maxLength: 500 }),
+        (values) => {
+          const h = new Histogram();
+          for (const v of values) h.record(v);
+          const sorted = [...values].sort((a, b) => a - b);
+          for (const q of [0.5, 0.9, 0.99, 1]) {
+            const exact = sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
+            const got = h.quantile(q);
+            expect(got).toBeGreaterThanOrEqual(exact * 0.99);
+            expect(got).toBeLessThanOrEqual(exact * 1.0101);
+          }
+          expect(h.max).toBe(sorted[sorted.length - 1]);
+        },
+      ),
+    );
+  });
+
+  test('merging serialized histograms equals recording everything in one', () => {
+    const a = new Histogram();
+    const b = new Histogram();
+    const all = new Histogram();
+    for (let i = 1; i <= 1000; i++) {
+      (i % 3 === 0 ? a : b).record(i * 37);
+      all.record(i * 37);
+    }
+    const merged = Histogram.from(JSON.parse(JSON.stringify(a.toJSON())));
+    merged.merge(JSON.parse(JSON.stringify(b.toJSON())));
+    expect(merged.toJSON()).toEqual(all.toJSON());
+    expect(merged.quantile(0.99)).toBe(all.quantile(0.99));
+  });
+});
+
+describe('SeqWindow', () => {
+  test('counts each number once, in any order, and reports what is missing', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 200 }), { maxLength: 400 }), (seqs) => {
+        const w = new SeqWindow();
+        let fresh = 0;
+        for (const s of seqs) if (w.see(s)) fresh += 1;
+        const distinct = new Set(seqs);
+        expect(fresh).toBe(distinct.size);
+        expect(w.missing(200)).toBe(200 - distinct.size);
+      }),
+    );
+  });
+});
+
+describe('sampleProc', () => {
+  test('reads CPU seconds and RSS of a live process', () => {
+    const before = sampleProc(process.pid);
+    let x = 0;
+    const until = Date.now() + 60;
+    while (Date.now() < until) x += Math.sqrt(x + 1);
+    const after = sampleProc(process.pid);
+    expect(after.rssBytes).toBeGreaterThan(10 * 2 ** 20);
+    expect(after.cpuSeconds).toBeGreaterThanOrEqual(before.cpuSeconds);
+    expect(after.cpuSeconds - before.cpuSeconds).toBeLessThan(5);
+    expect(x).toBeGreaterThan(0);
+  });
+});
+
+describe('report', () => {
+  test('ratio says which way relay compares and by how much', () => {
+    expect(ratio(2, 12, 'lower')).toBe('6.0× less');
+    expect(ratio(500, 100, 'higher')).toBe('5.0× more');
+    expect(ratio(10, 5, 'lower')).toBe('2.0× more (worse)');
+    expect(ratio(undefined, 5, 'lower')).toBe('—');
+    expect(ratio(0, 5, 'lower')).toBe('—');
+  });
+
+  test('charts are SVG with one path per non-empty series', () => {
+    const svg = lineChart({
+      title: 'a <b>',
+      xLabel: 'x',
+      yLabel: 'y',
+      yLog: true,
+      series: [
+        {
+          name: 'one',
+          color: '#000',
+          points: [
+            [1000, 2],
+            [5000, 40],
+          ],
+        },
+        { name: 'two', color: '#f00', dashed: true, points: [[1000, 5]] },
+        { name: 'none', color: '#0f0', points: [] },
+      ],
+    });
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+    expect(svg.match(/<path /g)).toHaveLength(2);
+    expect(svg).toContain('a &lt;b&gt;');
+    expect(svg).not.toContain('NaN');
+  });
+});
