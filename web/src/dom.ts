@@ -24,16 +24,18 @@ export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
   return el as T;
 }
 
-/** A stable hue per name, for avatars. */
-export function hue(name: string): number {
-  let x = 0;
+const PALETTE = ['#d9534f', '#4f5bd5', '#2f9e72', '#e08a1e', '#8e44ad', '#1e88b4', '#c2185b', '#5d7a12'];
+
+/** A stable colour per name, for avatars. */
+export function colorOf(name: string): string {
+  let x = 7;
   for (let i = 0; i < name.length; i++) x = (x * 31 + name.charCodeAt(i)) >>> 0;
-  return x % 360;
+  return PALETTE[x % PALETTE.length]!;
 }
 
 export function avatar(name: string, extraClass = ''): HTMLElement {
   const el = h('span', { class: `avatar ${extraClass}`.trim(), 'aria-hidden': 'true' }, initial(name));
-  el.style.background = `hsl(${hue(name)} 55% 45%)`;
+  el.style.background = colorOf(name);
   return el;
 }
 

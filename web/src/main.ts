@@ -10,7 +10,7 @@ import {
   type TokenGetter,
 } from '../../client/src';
 import { NotDevModeError, devTokenGetter, gatewayUrls, readClaims, tokenOrigins } from './auth';
-import { avatar, byId, formatDay, formatTime, h, hue, initial } from './dom';
+import { avatar, byId, colorOf, formatDay, formatTime, h, initial } from './dom';
 
 const HISTORY_PAGE = 50;
 const MAX_ENTRIES = 1000;
@@ -530,7 +530,7 @@ function startClient(token: string | TokenGetter, user: string): void {
 function paintMe(): void {
   ui.meName.textContent = me;
   ui.meAvatar.textContent = initial(me);
-  ui.meAvatar.style.background = `hsl(${hue(me)} 55% 45%)`;
+  ui.meAvatar.style.background = colorOf(me);
 }
 
 function signOut(): void {
