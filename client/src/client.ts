@@ -640,6 +640,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     try {
       await this.resubscribe();
     } catch (err) {
+      if (this.ws !== ws) return; // the socket died meanwhile; its close already scheduled the reconnect
       // A retryable failure: try another connection rather than run without the rooms.
       this.emit('error', asError(err, 'resubscribe failed'));
       this.abandon(ws, 4000, 'resubscribe failed');
