@@ -55,7 +55,9 @@ describe('docker-compose cluster', () => {
     ]);
     expect(servers).toEqual(gateways.map((g) => [g, g, compose.services[g]!.environment?.PORT ?? '8080']));
     expect(haproxy).toMatch(/^\s*balance\s+leastconn\s*$/m);
-    expect(haproxy).toMatch(/^\s*http-check\s+send\s+meth\s+GET\s+uri\s+\/readyz\s*$/m);
+    expect(haproxy).toMatch(
+      /^\s*http-check\s+send\s+meth\s+GET\s+uri\s+\/readyz\s+ver\s+HTTP\/1\.1\s+hdr\s+Host\s+\S+\s*$/m,
+    );
     expect(haproxy).toMatch(/^\s*timeout\s+tunnel\s+1h\s*$/m);
     expect(haproxy).toMatch(/^\s*bind\s+:8080\s*$/m);
     expect(compose.services.haproxy!.ports).toContain('8080:8080');
