@@ -43,7 +43,12 @@ end
 local top = redis.call('HGET', KEYS[1], 'o') or '0'
 local entries
 if ARGV[1] == 'after' then
-  entries = redis.call('XRANGE', KEYS[2], (tonumber(ARGV[2]) + 1) .. '-0', '+', 'COUNT', ARGV[3])
+  local after = tonumber(ARGV[2])
+  if after >= tonumber(top) then
+    entries = {}
+  else
+    entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', after + 1), '+', 'COUNT', ARGV[3])
+  end
 else
   local hi = '+'
   if ARGV[2] ~= '' then hi = '(' .. ARGV[2] .. '-0' end
