@@ -87,28 +87,32 @@ export class Gateway {
     this.sessions.set(client, session);
     this.armExpiry(session);
     this.metrics.connectionsOpened.inc();
-    this.send(
-      client,
-      JSON.stringify({
-        type: 'welcome',
-        user: identity.user,
-        node: this.config.nodeId,
-        session: client.id,
-        protocol: 1,
-        expiresAt: identity.expiresAt,
-      }),
-      'welcome',
-    );
+    // The welcome goes out once the connection is live on its inbox and counted in the connection map, so a DM
+    // sent after a client saw its welcome is delivered live and counted in the sender's `delivered`.
     client.inboxReady = this.openInbox(client);
-    client.inboxReady.catch((err: Error) => {
-      this.log.warn({ err: err.message, conn: client.id }, 'inbox attach failed');
-    });
-    this.engine
-      .connectionAdd(identity.user, client.id, { node: this.config.nodeId, connectedAt: Date.now() })
-      .catch((err: Error) =>
-        this.log.warn({ err: err.message, conn: client.id }, 'connection registry write failed'),
-      );
+    void this.welcome(client, identity);
     return client;
+  }
+
+  private async welcome(client: Client, identity: Identity): Promise<void> {
+    try {
+      await client.inboxReady;
+      if (client.closed) return;
+      await this.engine.connectionAdd(identity.user, client.id, { node: this.config.nodeId, connectedAt: Date.now() });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, conn: client.id }, 'could not set up the connection; closing');
+      client.conn.close(CLOSE.internal, 'storage unavailable, reconnect');
+      return;
+    }
+    const frame = JSON.stringify({
+      type: 'welcome',
+      user: identity.user,
+      node: this.config.nodeId,
+      session: client.id,
+      protocol: 1,
+      expiresAt: identity.expiresAt,
+    });
+    this.send(client, frame, 'welcome');
   }
 
   closed(client: Client, code: number): void {

@@ -30,6 +30,7 @@ export const CLOSE = {
   normal: 1000,
   goingAway: 1001,
   policy: 1008,
+  internal: 1011,
   tokenExpired: 4001,
   kicked: 4003,
 } as const;
