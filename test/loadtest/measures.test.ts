@@ -79,6 +79,7 @@ describe('report', () => {
     expect(ratio(10, 5, 'lower')).toBe('2.0× more (worse)');
     expect(ratio(undefined, 5, 'lower')).toBe('—');
     expect(ratio(0, 5, 'lower')).toBe('—');
+    expect(ratio(993, 990, 'higher')).toBe('about the same');
   });
 
   test('charts are SVG with one path per non-empty series', () => {
