@@ -9,6 +9,8 @@ COPY package.json package-lock.json ./
 RUN npm ci
 COPY . .
 RUN npm run build && npm prune --omit=dev
+# uWebSockets.js ships binaries for every platform and Node ABI (~130 MB); keep the one this image runs.
+RUN node -e "const fs=require('fs'),d='node_modules/uWebSockets.js/dist/bin',keep='uws_'+process.platform+'_'+process.arch+'_'+process.versions.modules+'.node';if(!fs.existsSync(d+'/'+keep))throw new Error('no '+keep);for(const f of fs.readdirSync(d))if(f!==keep)fs.rmSync(d+'/'+f)"
 
 # Runtime stage: Node 20 on Debian slim (glibc, which the uWebSockets.js binaries need), no build tools, non-root.
 FROM node:20-slim AS runtime
