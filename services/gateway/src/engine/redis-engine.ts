@@ -51,9 +51,9 @@ export function parseBusPayload(buf: Buffer): BusMessage | undefined {
   if (kind === 0x63 /* c */) return { kind: 'disconnect' };
   if (kind !== 0x65 /* e */) return undefined;
   const a = buf.indexOf(PIPE, 2);
-  const b = buf.indexOf(PIPE, a + 1);
-  const c = buf.indexOf(PIPE, b + 1);
-  const d = buf.indexOf(PIPE, c + 1);
+  const b = a < 0 ? -1 : buf.indexOf(PIPE, a + 1);
+  const c = b < 0 ? -1 : buf.indexOf(PIPE, b + 1);
+  const d = c < 0 ? -1 : buf.indexOf(PIPE, c + 1);
   if (d < 0) return undefined;
   return {
     kind: 'event',

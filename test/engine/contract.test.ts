@@ -1,0 +1,140 @@
+// One contract, two engines: the same suite runs against MemoryEngine and RedisEngine (real redis-server).
+import { pino } from 'pino';
+import type { BusMessage, Engine, StreamRef } from '../../services/gateway/src/engine/engine';
+import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
+import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
+import { eventTail } from '../../services/gateway/src/protocol/frames';
+import { startRedis, until, type RedisProc } from '../helpers/harness';
+
+const bounds = { historySize: 5, historyTtlS: 60, inboxSize: 5, inboxTtlS: 60, dedupWindowS: 60 };
+let redis: RedisProc;
+let seq = 0;
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+const makers: [string, () => Engine][] = [
+  ['memory', () => new MemoryEngine(bounds)],
+  [
+    'redis',
+    () =>
+      new RedisEngine(
+        { ...bounds, url: redis.url, nodeId: `n${++seq}`, keyPrefix: 'ct', commandTimeoutMs: 2000, presenceTtlMs: 1000 },
+        pino({ level: 'silent' }),
+      ),
+  ],
+];
+
+describe.each(makers)('%s engine', (_kind, make) => {
+  let engine: Engine;
+  const received: [string, BusMessage][] = [];
+  const room = (): StreamRef => ({ kind: 'room', name: `room-${++seq}` });
+  const append = (ref: StreamRef, body: string, extra: { key?: string } = {}) =>
+    engine.append(ref, {
+      type: 'message',
+      id: `m${++seq}`,
+      ts: Date.now(),
+      tail: eventTail({ room: ref.name, id: 'x', from: 'u', ts: 1 }, JSON.stringify(body)),
+      dedup: extra.key ? { scope: 'u', key: extra.key } : undefined,
+    });
+
+  beforeEach(async () => {
+    received.length = 0;
+    engine = make();
+    engine.onMessage((channel, m) => received.push([channel, m]));
+    await engine.start();
+    await until('engine ready', () => engine.ready());
+  });
+  afterEach(async () => {
+    await engine.stop();
+  });
+
+  test('append assigns consecutive offsets in one epoch and publishes the stored frame in order', async () => {
+    const ref = room();
+    await engine.subscribe(engine.channel(ref));
+    const r = [await append(ref, 'a'), await append(ref, 'b'), await append(ref, 'c')];
+    expect(r.map((x) => x.offset)).toEqual([1, 2, 3]);
+    expect(new Set(r.map((x) => x.epoch)).size).toBe(1);
+    await until('three bus messages', () => received.length === 3);
+    const events = received.map(([, m]) => m as Extract<BusMessage, { kind: 'event' }>);
+    expect(events.map((e) => e.offset)).toEqual([1, 2, 3]);
+    const frame = JSON.parse(Buffer.from(events[1]!.frame).toString());
+    expect(frame).toMatchObject({ type: 'message', offset: 2, epoch: r[0]!.epoch, room: ref.name, body: 'b' });
+  });
+
+  test('read returns events after an offset; readBefore pages back; history is bounded', async () => {
+    const ref = room();
+    for (const b of ['1', '2', '3', '4', '5', '6', '7']) await append(ref, b);
+    const after = await engine.read(ref, 4, 10);
+    expect(after.top).toBe(7);
+    expect(after.events.map((e) => e.offset)).toEqual([5, 6, 7]);
+    const all = await engine.read(ref, 0, 10);
+    expect(all.events.map((e) => e.offset)).toEqual([3, 4, 5, 6, 7]); // HISTORY_SIZE 5
+    const before = await engine.readBefore(ref, 6, 2);
+    expect(before.events.map((e) => e.offset)).toEqual([4, 5]);
+    const newest = await engine.readBefore(ref, undefined, 2);
+    expect(newest.events.map((e) => e.offset)).toEqual([6, 7]);
+    expect((await engine.read(ref, 7, 10)).events).toEqual([]);
+  });
+
+  test('a repeated idempotency key returns the first result and stores nothing new', async () => {
+    const ref = room();
+    const first = await append(ref, 'once', { key: 'k1' });
+    const again = await append(ref, 'once', { key: 'k1' });
+    expect(again).toEqual({ ...first, duplicate: true });
+    expect((await engine.read(ref, 0, 10)).top).toBe(1);
+  });
+
+  test('the epoch of an unused stream is stable across reads', async () => {
+    const ref = room();
+    const a = await engine.read(ref, 0, 1);
+    const b = await engine.read(ref, 0, 1);
+    expect(a.epoch).toBe(b.epoch);
+    expect(a.top).toBe(0);
+    expect((await append(ref, 'x')).epoch).toBe(a.epoch);
+  });
+
+  test('presence: first add publishes join, last remove publishes leave', async () => {
+    const ref = room();
+    await engine.subscribe(engine.channel(ref));
+    expect(await engine.presenceAdd(ref.name, 'ann')).toEqual(['ann']);
+    expect(await engine.presenceAdd(ref.name, 'ann')).toEqual(['ann']);
+    expect((await engine.presenceAdd(ref.name, 'ben')).sort()).toEqual(['ann', 'ben']);
+    await engine.presenceRemove(ref.name, 'ann');
+    expect(await engine.presence(ref.name)).toEqual(['ben']);
+    await until('three presence events', () => received.length === 3);
+    const frames = received.map(([, m]) => JSON.parse(Buffer.from((m as { frame: Uint8Array }).frame).toString()));
+    expect(frames.map((f) => `${f.event}:${f.user}`)).toEqual(['join:ann', 'join:ben', 'leave:ann']);
+  });
+
+  test('connection counts and the per-user rate window', async () => {
+    const user = `user-${++seq}`;
+    await engine.connectionAdd(user, 'c1', {});
+    await engine.connectionAdd(user, 'c2', {});
+    expect(await engine.connectionCount(user)).toBe(2);
+    await engine.connectionRemove(user, 'c1');
+    expect(await engine.connectionCount(user)).toBe(1);
+    const waits = [];
+    for (let i = 0; i < 4; i++) waits.push(await engine.userRate(user, 3));
+    expect(waits.slice(0, 3)).toEqual([0, 0, 0]);
+    expect(waits[3]).toBeGreaterThan(0);
+    expect(waits[3]).toBeLessThanOrEqual(1000);
+  });
+
+  test('unsubscribed channels deliver nothing', async () => {
+    const ref = room();
+    const channel = engine.channel(ref);
+    await engine.subscribe(channel);
+    await engine.unsubscribe(channel);
+    await append(ref, 'nobody hears');
+    const other = room();
+    await engine.subscribe(engine.channel(other));
+    await append(other, 'marker');
+    await until('marker', () => received.length === 1);
+    expect(received[0]![0]).toBe(engine.channel(other));
+  });
+});

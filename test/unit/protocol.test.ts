@@ -1,0 +1,106 @@
+import { parseCommand, FrameError } from '../../services/gateway/src/protocol/commands';
+import { errorReply, eventTail, storedEvent, gapEvent } from '../../services/gateway/src/protocol/frames';
+import { globToRegExp } from '../../services/gateway/src/auth/tokens';
+import { parseBusPayload } from '../../services/gateway/src/engine/redis-engine';
+import { loadConfig, ConfigError } from '../../services/gateway/src/config';
+
+const limits = { maxMessageBytes: 100, maxRoomNameLength: 16 };
+const parse = (v: unknown) => parseCommand(typeof v === 'string' ? v : JSON.stringify(v), limits);
+const codeOf = (v: unknown) => {
+  try {
+    parse(v);
+    return 'ok';
+  } catch (err) {
+    return `${(err as FrameError).id}:${(err as FrameError).code}`;
+  }
+};
+
+test('parseCommand returns typed commands with the body re-serialized', () => {
+  expect(parse({ id: 1, type: 'publish', room: 'a.b-c_d:e@f', body: { x: [1, 'y'] }, key: 'k' })).toEqual({
+    id: 1,
+    type: 'publish',
+    room: 'a.b-c_d:e@f',
+    body: '{"x":[1,"y"]}',
+    key: 'k',
+  });
+  expect(parse({ id: 2, type: 'join', room: 'r', since: { offset: 5, epoch: 'e1' } })).toEqual({
+    id: 2,
+    type: 'join',
+    room: 'r',
+    since: { offset: 5, epoch: 'e1' },
+  });
+  expect(parse({ id: 3, type: 'history', room: 'r' })).toEqual({ id: 3, type: 'history', room: 'r', limit: 50, before: undefined });
+});
+
+test('parseCommand names the error and keeps the id when it could be read', () => {
+  expect(codeOf('nope')).toBe('null:bad_request');
+  expect(codeOf({ type: 'ping' })).toBe('null:bad_request');
+  expect(codeOf({ id: 4, type: 'fly' })).toBe('4:unknown_type');
+  expect(codeOf({ id: 5, type: 'join', room: 'x'.repeat(17) })).toBe('5:bad_request');
+  expect(codeOf({ id: 6, type: 'publish', room: 'r', body: 'x'.repeat(101) })).toBe('6:too_large');
+  expect(codeOf({ id: 7, type: 'publish', room: 'r', body: 'é'.repeat(50) })).toBe('7:too_large'); // bytes, not chars
+  expect(codeOf({ id: 8, type: 'dm', to: '', body: 1 })).toBe('8:bad_request');
+  expect(codeOf({ id: 9, type: 'join', room: 'r', since: { offset: 1.5 } })).toBe('9:bad_request');
+  expect(codeOf({ id: Number.MAX_SAFE_INTEGER + 2, type: 'ping' })).toBe('null:bad_request');
+});
+
+test('event frames assembled around the body are valid JSON with every field', () => {
+  const tail = eventTail({ room: 'r', id: 'i1', from: 'al"ice', ts: 5 }, '{"a":1}');
+  expect(JSON.parse(storedEvent('message', 3, 'ep', tail))).toEqual({
+    type: 'message',
+    offset: 3,
+    epoch: 'ep',
+    room: 'r',
+    id: 'i1',
+    from: 'al"ice',
+    ts: 5,
+    body: { a: 1 },
+  });
+  expect(JSON.parse(gapEvent({ room: 'r' }, 4, null, 'e2'))).toEqual({ type: 'gap', room: 'r', from: 4, to: null, epoch: 'e2' });
+  expect(JSON.parse(errorReply(null, 'rate_limited', 'slow down', 250))).toEqual({
+    re: null,
+    ok: false,
+    error: { code: 'rate_limited', message: 'slow down', retryable: true, retryAfterMs: 250 },
+  });
+});
+
+test('bus payloads parse without touching the frame', () => {
+  const frame = '{"type":"message","offset":12}';
+  const m = parseBusPayload(Buffer.from(`e|12|ab12|1700|conn-1|${frame}`));
+  expect(m).toMatchObject({ kind: 'event', offset: 12, epoch: 'ab12', ts: 1700, skip: 'conn-1' });
+  expect(Buffer.from((m as { frame: Uint8Array }).frame).toString()).toBe(frame);
+  expect(parseBusPayload(Buffer.from('c|disconnect'))).toEqual({ kind: 'disconnect' });
+  expect(parseBusPayload(Buffer.from('x|junk'))).toBeUndefined();
+  expect(parseBusPayload(Buffer.from('e|1|2'))).toBeUndefined();
+});
+
+test('room globs match whole names and treat other characters literally', () => {
+  const g = globToRegExp('team-*.eu?');
+  expect(g.test('team-red.eu1')).toBe(true);
+  expect(g.test('team-.euX')).toBe(true);
+  expect(g.test('xteam-red.eu1')).toBe(false);
+  expect(g.test('team-redXeu1')).toBe(false);
+});
+
+describe('config', () => {
+  const dev = () => 'generated-dev-secret';
+  test('defaults make a dev-mode memory-engine node on 8080', () => {
+    const c = loadConfig({}, dev);
+    expect(c).toMatchObject({ port: 8080, redis: undefined, jwt: { dev: true, secret: 'generated-dev-secret' } });
+    expect(c.limits.maxMessageBytes).toBe(16384);
+    expect(Object.isFrozen(c)).toBe(true);
+  });
+  test.each([
+    [{ PORT: 'eighty' }, 'PORT must be an integer'],
+    [{ PORT: '70000' }, 'PORT must be between 0 and 65535'],
+    [{ REDIS_URL: 'http://x' }, 'REDIS_URL must be a redis://'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of'],
+    [{ NODE_ENV: 'production' }, 'JWT_SECRET or JWT_PUBLIC_KEY must be set'],
+    [{ JWT_SECRET: 'short' }, 'JWT_SECRET must be at least 16 characters'],
+    [{ JWT_PUBLIC_KEY: '/no/such/file.pem' }, 'JWT_PUBLIC_KEY is neither PEM text nor a readable file'],
+    [{ MAX_FRAME_BYTES: '2048' }, 'MAX_FRAME_BYTES must exceed MAX_MESSAGE_BYTES'],
+  ])('%j is refused: %s', (env, message) => {
+    expect(() => loadConfig(env, dev)).toThrow(ConfigError);
+    expect(() => loadConfig(env, dev)).toThrow(message);
+  });
+});
