@@ -243,6 +243,8 @@ test(
       await waitShown(alice, text);
     }
     await alice.fill('#composer-input', 'Great work, everyone');
+  await alice.setViewportSize({ width: 1200, height: 600 });
+  await alice.mouse.move(100, 560); // nothing hovered
     const path = process.env.UPDATE_SCREENSHOT
       ? join(ROOT, 'docs', 'screenshot.png')
       : join(tmpdir(), `rc-screenshot-${process.pid}.png`);

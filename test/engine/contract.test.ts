@@ -23,7 +23,14 @@ const makers: [string, () => Engine][] = [
     'redis',
     () =>
       new RedisEngine(
-        { ...bounds, url: redis.url, nodeId: `n${++seq}`, keyPrefix: 'ct', commandTimeoutMs: 2000, presenceTtlMs: 1000 },
+        {
+          ...bounds,
+          url: redis.url,
+          nodeId: `n${++seq}`,
+          keyPrefix: 'ct',
+          commandTimeoutMs: 2000,
+          presenceTtlMs: 1000,
+        },
         pino({ level: 'silent' }),
       ),
   ],
@@ -63,7 +70,13 @@ describe.each(makers)('%s engine', (_kind, make) => {
     const events = received.map(([, m]) => m as Extract<BusMessage, { kind: 'event' }>);
     expect(events.map((e) => e.offset)).toEqual([1, 2, 3]);
     const frame = JSON.parse(Buffer.from(events[1]!.frame).toString());
-    expect(frame).toMatchObject({ type: 'message', offset: 2, epoch: r[0]!.epoch, room: ref.name, body: 'b' });
+    expect(frame).toMatchObject({
+      type: 'message',
+      offset: 2,
+      epoch: r[0]!.epoch,
+      room: ref.name,
+      body: 'b',
+    });
   });
 
   test('read returns events after an offset; readBefore pages back; history is bounded', async () => {
@@ -107,7 +120,9 @@ describe.each(makers)('%s engine', (_kind, make) => {
     await engine.presenceRemove(ref.name, 'ann');
     expect(await engine.presence(ref.name)).toEqual(['ben']);
     await until('three presence events', () => received.length === 3);
-    const frames = received.map(([, m]) => JSON.parse(Buffer.from((m as { frame: Uint8Array }).frame).toString()));
+    const frames = received.map(([, m]) =>
+      JSON.parse(Buffer.from((m as { frame: Uint8Array }).frame).toString()),
+    );
     expect(frames.map((f) => `${f.event}:${f.user}`)).toEqual(['join:ann', 'join:ben', 'leave:ann']);
   });
 

@@ -4,7 +4,14 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jwt from 'jsonwebtoken';
-import { startGateway, TEST_SECRET, token, TestClient, upgradeStatus, type GatewayProc } from '../helpers/harness';
+import {
+  startGateway,
+  TEST_SECRET,
+  token,
+  TestClient,
+  upgradeStatus,
+  type GatewayProc,
+} from '../helpers/harness';
 
 const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -18,7 +25,12 @@ const AUD = 'relaychat';
 let gw: GatewayProc;
 
 beforeAll(async () => {
-  gw = await startGateway({ JWT_PUBLIC_KEY: publicPath, JWT_ISSUER: ISS, JWT_AUDIENCE: AUD, ALLOWED_ORIGINS: 'https://chat.example' });
+  gw = await startGateway({
+    JWT_PUBLIC_KEY: publicPath,
+    JWT_ISSUER: ISS,
+    JWT_AUDIENCE: AUD,
+    ALLOWED_ORIGINS: 'https://chat.example',
+  });
 });
 afterAll(async () => {
   await gw?.kill();
@@ -45,31 +57,61 @@ test.each([
   ['missing', '', 'missing_token'],
   ['garbage', '?token=not-a-jwt', 'malformed'],
   ['wrong signature', `?token=${good({}, {}).slice(0, -4)}AAAA`, 'bad_signature'],
-  ['signed with another secret', `?token=${jwt.sign({}, 'another-secret-0123456789', { algorithm: 'HS256', subject: 'alice', issuer: ISS, audience: AUD })}`, 'bad_signature'],
+  [
+    'signed with another secret',
+    `?token=${jwt.sign({}, 'another-secret-0123456789', { algorithm: 'HS256', subject: 'alice', issuer: ISS, audience: AUD })}`,
+    'bad_signature',
+  ],
   ['alg none', `?token=${unsigned({ sub: 'alice', iss: ISS, aud: AUD, exp: now() + 60 })}`, 'bad_algorithm'],
   ['expired', `?token=${good({ exp: now() - 10 })}`, 'expired'],
   ['not yet valid', `?token=${good({}, { notBefore: 3600 })}`, 'not_yet_valid'],
   ['wrong audience', `?token=${good({}, { audience: 'someone-else' })}`, 'bad_audience'],
   ['wrong issuer', `?token=${good({}, { issuer: 'https://evil.example' })}`, 'bad_issuer'],
-  ['RS256 signed by another key', `?token=${jwt.sign({}, otherPem, { algorithm: 'RS256', subject: 'alice', issuer: ISS, audience: AUD, expiresIn: 60 })}`, 'bad_signature'],
-  ['HS384 (not allowed)', `?token=${jwt.sign({}, TEST_SECRET, { algorithm: 'HS384', subject: 'alice', issuer: ISS, audience: AUD, expiresIn: 60 })}`, 'bad_algorithm'],
-  ['no subject', `?token=${jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: ISS, audience: AUD, expiresIn: 60 })}`, 'no_subject'],
+  [
+    'RS256 signed by another key',
+    `?token=${jwt.sign({}, otherPem, { algorithm: 'RS256', subject: 'alice', issuer: ISS, audience: AUD, expiresIn: 60 })}`,
+    'bad_signature',
+  ],
+  [
+    'HS384 (not allowed)',
+    `?token=${jwt.sign({}, TEST_SECRET, { algorithm: 'HS384', subject: 'alice', issuer: ISS, audience: AUD, expiresIn: 60 })}`,
+    'bad_algorithm',
+  ],
+  [
+    'no subject',
+    `?token=${jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: ISS, audience: AUD, expiresIn: 60 })}`,
+    'no_subject',
+  ],
 ])('upgrade with %s token is refused with 401', async (_name, query, reason) => {
   const r = await upgradeStatus(gw.wsUrl, query);
   expect(r).toEqual({ status: 401, body: { error: 'unauthorized', reason } });
 });
 
 test('RS256 and HS256 tokens from the configured keys are accepted, in the query or the Authorization header', async () => {
-  const rs = jwt.sign({}, privatePem, { algorithm: 'RS256', subject: 'rsa-user', issuer: ISS, audience: AUD, expiresIn: 60 });
+  const rs = jwt.sign({}, privatePem, {
+    algorithm: 'RS256',
+    subject: 'rsa-user',
+    issuer: ISS,
+    audience: AUD,
+    expiresIn: 60,
+  });
   const c = await TestClient.connect(gw.wsUrl, rs);
   expect(c.welcome).toMatchObject({ user: 'rsa-user', node: gw.nodeId, protocol: 1 });
   await c.close();
-  expect(await upgradeStatus(gw.wsUrl, '', { authorization: `Bearer ${good()}` })).toEqual({ status: 101, body: null });
+  expect(await upgradeStatus(gw.wsUrl, '', { authorization: `Bearer ${good()}` })).toEqual({
+    status: 101,
+    body: null,
+  });
 });
 
 test('a browser origin outside ALLOWED_ORIGINS is refused with 403', async () => {
-  expect(await upgradeStatus(gw.wsUrl, `?token=${good()}`, { origin: 'https://evil.example' })).toMatchObject({ status: 403 });
-  expect(await upgradeStatus(gw.wsUrl, `?token=${good()}`, { origin: 'https://chat.example' })).toEqual({ status: 101, body: null });
+  expect(await upgradeStatus(gw.wsUrl, `?token=${good()}`, { origin: 'https://evil.example' })).toMatchObject(
+    { status: 403 },
+  );
+  expect(await upgradeStatus(gw.wsUrl, `?token=${good()}`, { origin: 'https://chat.example' })).toEqual({
+    status: 101,
+    body: null,
+  });
 });
 
 test('the rooms claim limits joins, with globs', async () => {
@@ -78,7 +120,10 @@ test('the rooms claim limits joins, with globs', async () => {
   expect((await c.request({ type: 'join', room: 'team-red' })).ok).toBe(true);
   const denied = await c.request({ type: 'join', room: 'admin' });
   expect(denied).toMatchObject({ ok: false, error: { code: 'forbidden' } });
-  expect(await c.request({ type: 'presence', room: 'admin' })).toMatchObject({ ok: false, error: { code: 'forbidden' } });
+  expect(await c.request({ type: 'presence', room: 'admin' })).toMatchObject({
+    ok: false,
+    error: { code: 'forbidden' },
+  });
   await c.close();
 });
 
@@ -113,13 +158,18 @@ test('a bad config value stops the process with a message naming the variable', 
 test('dev mode serves /dev/token and its tokens work; with a key configured /dev/token is 404', async () => {
   const dev = await startGateway({ JWT_SECRET: '' });
   try {
-    const res = await fetch(`${dev.url}/dev/token`, { method: 'POST', body: JSON.stringify({ user: 'devuser' }) });
+    const res = await fetch(`${dev.url}/dev/token`, {
+      method: 'POST',
+      body: JSON.stringify({ user: 'devuser' }),
+    });
     const { token: t } = (await res.json()) as { token: string };
     const c = await TestClient.connect(dev.wsUrl, t);
     expect(c.welcome.user).toBe('devuser');
     await c.close();
     expect(dev.logs()).toContain('DEV MODE');
-    expect((await fetch(`${dev.url}/dev/token`, { method: 'POST', body: '{"user":"<bad>"}' })).status).toBe(400);
+    expect((await fetch(`${dev.url}/dev/token`, { method: 'POST', body: '{"user":"<bad>"}' })).status).toBe(
+      400,
+    );
   } finally {
     await dev.kill();
   }

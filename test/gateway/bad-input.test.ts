@@ -3,7 +3,14 @@ import { startGateway, token, TestClient, type GatewayProc } from '../helpers/ha
 
 let gw: GatewayProc;
 beforeAll(async () => {
-  gw = await startGateway({ MAX_MESSAGE_BYTES: '1024', MAX_FRAME_BYTES: '4096', MAX_ROOMS_PER_CONNECTION: '3', CMD_RATE: '1000', CMD_BURST: '1000', MAX_VIOLATIONS: '10' });
+  gw = await startGateway({
+    MAX_MESSAGE_BYTES: '1024',
+    MAX_FRAME_BYTES: '4096',
+    MAX_ROOMS_PER_CONNECTION: '3',
+    CMD_RATE: '1000',
+    CMD_BURST: '1000',
+    MAX_VIOLATIONS: '10',
+  });
 });
 afterAll(async () => {
   await gw?.kill();
@@ -23,11 +30,26 @@ const cases: [string, string | Record<string, unknown>, string, number | null][]
   ['publish without body', { id: 6, type: 'publish', room: 'ok' }, 'bad_request', 6],
   ['publish to a room not joined', { id: 7, type: 'publish', room: 'elsewhere', body: 1 }, 'not_member', 7],
   ['leave of a room not joined', { id: 8, type: 'leave', room: 'elsewhere' }, 'not_member', 8],
-  ['a body over MAX_MESSAGE_BYTES', { id: 9, type: 'publish', room: 'ok', body: 'x'.repeat(2000) }, 'too_large', 9],
+  [
+    'a body over MAX_MESSAGE_BYTES',
+    { id: 9, type: 'publish', room: 'ok', body: 'x'.repeat(2000) },
+    'too_large',
+    9,
+  ],
   ['dm without recipient', { id: 10, type: 'dm', body: 1 }, 'bad_request', 10],
   ['history with a bad limit', { id: 11, type: 'history', room: 'ok', limit: 1000 }, 'bad_request', 11],
-  ['since with a negative offset', { id: 12, type: 'join', room: 'ok', since: { offset: -3 } }, 'bad_request', 12],
-  ['an idempotency key that is too long', { id: 13, type: 'publish', room: 'ok', body: 1, key: 'k'.repeat(65) }, 'bad_request', 13],
+  [
+    'since with a negative offset',
+    { id: 12, type: 'join', room: 'ok', since: { offset: -3 } },
+    'bad_request',
+    12,
+  ],
+  [
+    'an idempotency key that is too long',
+    { id: 13, type: 'publish', room: 'ok', body: 1, key: 'k'.repeat(65) },
+    'bad_request',
+    13,
+  ],
   ['refresh without token', { id: 14, type: 'refresh' }, 'bad_request', 14],
   ['a huge number id', '{"id":1e400,"type":"ping"}', 'bad_request', null],
 ];
@@ -52,7 +74,10 @@ test('a binary frame gets bad_request', async () => {
 test('joins beyond MAX_ROOMS_PER_CONNECTION get too_many_rooms', async () => {
   const c = await TestClient.connect(gw.wsUrl, token('tester'));
   for (const room of ['a', 'b', 'c']) await c.ok({ type: 'join', room });
-  expect(await c.request({ type: 'join', room: 'd' })).toMatchObject({ ok: false, error: { code: 'too_many_rooms' } });
+  expect(await c.request({ type: 'join', room: 'd' })).toMatchObject({
+    ok: false,
+    error: { code: 'too_many_rooms' },
+  });
   expect((await c.request({ type: 'join', room: 'a' })).ok).toBe(true); // already joined: idempotent
   await c.close();
 });

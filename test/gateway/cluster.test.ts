@@ -1,5 +1,13 @@
 // Two gateway nodes on one Redis: rooms, DMs and presence cross nodes; nothing reaches non-members.
-import { startGateway, startRedis, token, TestClient, until, type GatewayProc, type RedisProc } from '../helpers/harness';
+import {
+  startGateway,
+  startRedis,
+  token,
+  TestClient,
+  until,
+  type GatewayProc,
+  type RedisProc,
+} from '../helpers/harness';
 
 let redis: RedisProc;
 let a: GatewayProc;
@@ -37,7 +45,13 @@ test('a room message crosses nodes in both directions and reaches the sender too
 
   const p1 = await alice.ok({ type: 'publish', room: 'r1', body: { text: 'from a' } });
   const atBob = await bob.waitFor((f) => f.type === 'message' && f.id === p1.id);
-  expect(atBob).toMatchObject({ room: 'r1', from: 'alice', body: { text: 'from a' }, offset: p1.offset, epoch: p1.epoch });
+  expect(atBob).toMatchObject({
+    room: 'r1',
+    from: 'alice',
+    body: { text: 'from a' },
+    offset: p1.offset,
+    epoch: p1.epoch,
+  });
   await alice.waitFor((f) => f.type === 'message' && f.id === p1.id);
 
   const p2 = await bob.ok({ type: 'publish', room: 'r1', body: 'from b' });
@@ -61,7 +75,10 @@ test('non-members get nothing, and a node subscribes a room channel only while i
   await carol.ok({ type: 'join', room: 'quiet' });
   expect(await redis.cli('PUBSUB', 'NUMSUB', channel)).toBe(`${channel}\n2`);
   await alice.ok({ type: 'leave', room: 'quiet' });
-  await until('node a to unsubscribe', async () => (await redis.cli('PUBSUB', 'NUMSUB', channel)) === `${channel}\n1`);
+  await until(
+    'node a to unsubscribe',
+    async () => (await redis.cli('PUBSUB', 'NUMSUB', channel)) === `${channel}\n1`,
+  );
 });
 
 test('a DM reaches every connection of the recipient on both nodes and the sender’s other connection', async () => {
@@ -131,18 +148,33 @@ test('the server API publishes to a room, answers presence and disconnects a use
     const denied = await fetch(`${d.url}/api/publish`, { method: 'POST', body: '{"room":"news","body":1}' });
     expect(denied.status).toBe(401);
 
-    const res = await fetch(`${d.url}/api/publish`, { method: 'POST', headers: auth, body: JSON.stringify({ room: 'news', body: 'extra!' }) });
+    const res = await fetch(`${d.url}/api/publish`, {
+      method: 'POST',
+      headers: auth,
+      body: JSON.stringify({ room: 'news', body: 'extra!' }),
+    });
     expect(res.status).toBe(200);
     const published = (await res.json()) as { id: string; offset: number };
-    expect(await gina.waitFor((f) => f.type === 'message' && f.id === published.id)).toMatchObject({ from: 'server', body: 'extra!' });
+    expect(await gina.waitFor((f) => f.type === 'message' && f.id === published.id)).toMatchObject({
+      from: 'server',
+      body: 'extra!',
+    });
 
     const pres = await fetch(`${d.url}/api/presence/news`, { headers: auth });
     expect(await pres.json()).toEqual({ room: 'news', presence: ['gina'] });
 
-    const bad = await fetch(`${d.url}/api/publish`, { method: 'POST', headers: auth, body: '{"room":"bad room!","body":1}' });
+    const bad = await fetch(`${d.url}/api/publish`, {
+      method: 'POST',
+      headers: auth,
+      body: '{"room":"bad room!","body":1}',
+    });
     expect(bad.status).toBe(400);
 
-    const kick = await fetch(`${d.url}/api/disconnect`, { method: 'POST', headers: auth, body: '{"user":"gina"}' });
+    const kick = await fetch(`${d.url}/api/disconnect`, {
+      method: 'POST',
+      headers: auth,
+      body: '{"user":"gina"}',
+    });
     expect(kick.status).toBe(200);
     expect(await gina.waitClosed()).toBe(4003);
     expect(await ginaB.waitClosed()).toBe(4003);

@@ -31,7 +31,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `check` until it returns a truthy value; fails with `what` after `timeoutMs`. */
-export async function until<T>(what: string, check: () => Promise<T> | T, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+export async function until<T>(
+  what: string,
+  check: () => Promise<T> | T,
+  timeoutMs = 10_000,
+  everyMs = 25,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -41,7 +46,8 @@ export async function until<T>(what: string, check: () => Promise<T> | T, timeou
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
@@ -77,7 +83,12 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<R
     owned.add(proc);
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    await until(`redis on ${port} (${out.slice(-200)})`, () => out.includes('Ready to accept connections'), 10_000, 10);
+    await until(
+      `redis on ${port} (${out.slice(-200)})`,
+      () => out.includes('Ready to accept connections'),
+      10_000,
+      10,
+    );
   };
   await launch();
   const cli = (...a: string[]) =>
@@ -85,7 +96,9 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<R
       const c = spawn('redis-cli', ['-p', String(port), ...a]);
       let out = '';
       c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      c.on('exit', (code) => (code === 0 ? res(out.trim()) : rej(new Error(`redis-cli ${a.join(' ')} exited ${code}`))));
+      c.on('exit', (code) =>
+        code === 0 ? res(out.trim()) : rej(new Error(`redis-cli ${a.join(' ')} exited ${code}`)),
+      );
     });
   const kill = async () => {
     proc.kill('SIGKILL');
@@ -133,8 +146,12 @@ export interface GatewayProc {
 let gatewayCount = 0;
 
 /** Starts `node dist/gateway/main.js` with env on a free port; resolves once /readyz answers 200. */
-export async function startGateway(env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<GatewayProc> {
-  if (!existsSync(GATEWAY_MAIN)) throw new Error('dist/gateway/main.js is missing: run `npm run build` first');
+export async function startGateway(
+  env: Record<string, string> = {},
+  opts: { waitReady?: boolean } = {},
+): Promise<GatewayProc> {
+  if (!existsSync(GATEWAY_MAIN))
+    throw new Error('dist/gateway/main.js is missing: run `npm run build` first');
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const nodeId = env.NODE_ID ?? `gw-test-${process.pid}-${++gatewayCount}`;
   const proc = spawn(process.execPath, [GATEWAY_MAIN], {
@@ -225,8 +242,14 @@ export class TestClient {
     });
   }
 
-  static async connect(wsUrl: string, tok: string, opts: { localAddress?: string } = {}): Promise<TestClient> {
-    const ws = new WebSocket(`${wsUrl}?token=${encodeURIComponent(tok)}`, { localAddress: opts.localAddress });
+  static async connect(
+    wsUrl: string,
+    tok: string,
+    opts: { localAddress?: string } = {},
+  ): Promise<TestClient> {
+    const ws = new WebSocket(`${wsUrl}?token=${encodeURIComponent(tok)}`, {
+      localAddress: opts.localAddress,
+    });
     const client = new TestClient(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
@@ -247,7 +270,10 @@ export class TestClient {
   /** Resolves with the next future frame matching pred. */
   next(pred: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching frame within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching frame within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.waiters.push({
         pred,
         resolve: (f) => {
@@ -284,7 +310,9 @@ export class TestClient {
   waitClosed(timeoutMs = 10_000): Promise<number> {
     return Promise.race([
       this.closed,
-      new Promise<number>((_, reject) => setTimeout(() => reject(new Error('socket did not close')), timeoutMs)),
+      new Promise<number>((_, reject) =>
+        setTimeout(() => reject(new Error('socket did not close')), timeoutMs),
+      ),
     ]);
   }
 
@@ -295,13 +323,19 @@ export class TestClient {
 }
 
 /** The HTTP status and JSON body an upgrade attempt gets (for rejected tokens). */
-export async function upgradeStatus(wsUrl: string, query: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
+export async function upgradeStatus(
+  wsUrl: string,
+  query: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: unknown }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${wsUrl}${query}`, { headers });
     ws.on('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body ? (JSON.parse(body) as unknown) : null }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: body ? (JSON.parse(body) as unknown) : null }),
+      );
     });
     ws.on('open', () => {
       ws.close();

@@ -29,7 +29,13 @@ test('parseCommand returns typed commands with the body re-serialized', () => {
     room: 'r',
     since: { offset: 5, epoch: 'e1' },
   });
-  expect(parse({ id: 3, type: 'history', room: 'r' })).toEqual({ id: 3, type: 'history', room: 'r', limit: 50, before: undefined });
+  expect(parse({ id: 3, type: 'history', room: 'r' })).toEqual({
+    id: 3,
+    type: 'history',
+    room: 'r',
+    limit: 50,
+    before: undefined,
+  });
 });
 
 test('parseCommand names the error and keeps the id when it could be read', () => {
@@ -56,7 +62,13 @@ test('event frames assembled around the body are valid JSON with every field', (
     ts: 5,
     body: { a: 1 },
   });
-  expect(JSON.parse(gapEvent({ room: 'r' }, 4, null, 'e2'))).toEqual({ type: 'gap', room: 'r', from: 4, to: null, epoch: 'e2' });
+  expect(JSON.parse(gapEvent({ room: 'r' }, 4, null, 'e2'))).toEqual({
+    type: 'gap',
+    room: 'r',
+    from: 4,
+    to: null,
+    epoch: 'e2',
+  });
   expect(JSON.parse(errorReply(null, 'rate_limited', 'slow down', 250))).toEqual({
     re: null,
     ok: false,
@@ -86,7 +98,11 @@ describe('config', () => {
   const dev = () => 'generated-dev-secret';
   test('defaults make a dev-mode memory-engine node on 8080', () => {
     const c = loadConfig({}, dev);
-    expect(c).toMatchObject({ port: 8080, redis: undefined, jwt: { dev: true, secret: 'generated-dev-secret' } });
+    expect(c).toMatchObject({
+      port: 8080,
+      redis: undefined,
+      jwt: { dev: true, secret: 'generated-dev-secret' },
+    });
     expect(c.limits.maxMessageBytes).toBe(16384);
     expect(Object.isFrozen(c)).toBe(true);
   });
