@@ -3,7 +3,7 @@
 // killed shows "reconnecting" and comes back on the other node with nothing missing, and user text is never
 // run as HTML. With UPDATE_SCREENSHOT=1 it also writes docs/screenshot.png.
 import { build } from 'esbuild';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -101,6 +101,9 @@ async function openRoom(page: Page, room: string): Promise<void> {
 }
 
 beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no browser at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  }
   webDir = await buildWeb();
   redis = await startRedis();
   // Node ids are ours to pick: this Redis belongs to this test alone.
@@ -243,8 +246,8 @@ test(
       await waitShown(alice, text);
     }
     await alice.fill('#composer-input', 'Great work, everyone');
-  await alice.setViewportSize({ width: 1200, height: 600 });
-  await alice.mouse.move(100, 560); // nothing hovered
+    await alice.setViewportSize({ width: 1200, height: 600 });
+    await alice.mouse.move(100, 560); // nothing hovered
     const path = process.env.UPDATE_SCREENSHOT
       ? join(ROOT, 'docs', 'screenshot.png')
       : join(tmpdir(), `rc-screenshot-${process.pid}.png`);
