@@ -66,6 +66,7 @@ const ENV = {
   REDIS_COMMAND_TIMEOUT_MS: { def: '2000', parse: int('REDIS_COMMAND_TIMEOUT_MS', 50, 60000) },
   REDIS_KEY_PREFIX: { def: 'rc', parse: (s: string) => s },
   JWT_SECRET: { def: undefined, parse: (s: string) => s },
+  DEV_TOKENS: { def: 'false', parse: oneOf('DEV_TOKENS', ['true', 'false'] as const) },
   JWT_PUBLIC_KEY: { def: undefined, parse: pem },
   JWT_ISSUER: { def: undefined, parse: (s: string) => s },
   JWT_AUDIENCE: { def: undefined, parse: (s: string) => s },
@@ -117,8 +118,10 @@ export interface Config {
     publicKey?: string;
     issuer?: string;
     audience?: string;
-    /** true when no key was configured and dev mode minted one: /dev/token is served. */
+    /** true when no key was configured and dev mode minted one. */
     dev: boolean;
+    /** /dev/token is served: in dev mode, or with DEV_TOKENS=true and JWT_SECRET (never in production). */
+    devTokens: boolean;
   };
   apiKey?: string;
   allowedOrigins: string[];
@@ -149,6 +152,9 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
   const dev = secret === undefined && publicKey === undefined;
   if (dev && production)
     throw new ConfigError('JWT_SECRET or JWT_PUBLIC_KEY must be set when NODE_ENV=production');
+  const devTokens = read(env, 'DEV_TOKENS') === 'true';
+  if (devTokens && production) throw new ConfigError('DEV_TOKENS=true is not allowed when NODE_ENV=production');
+  if (devTokens && secret === undefined) throw new ConfigError('DEV_TOKENS=true needs JWT_SECRET (HS256)');
   if (secret !== undefined && secret.length < 16)
     throw new ConfigError('JWT_SECRET must be at least 16 characters');
   const redisUrl = read(env, 'REDIS_URL');
@@ -175,6 +181,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
       issuer: read(env, 'JWT_ISSUER'),
       audience: read(env, 'JWT_AUDIENCE'),
       dev,
+      devTokens: dev || devTokens,
     },
     apiKey: read(env, 'API_KEY'),
     allowedOrigins: read(env, 'ALLOWED_ORIGINS') ?? [],

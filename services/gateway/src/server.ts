@@ -147,14 +147,14 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       },
       open: (conn, identity) => {
         const client = gateway.open(conn, identity);
-        log.debug({ conn: client.id, user: client.user }, 'connected');
+        log.info({ conn: client.id, user: client.user }, 'connected');
         return client;
       },
       message: (client, text, bytes) => gateway.message(client, text, bytes),
       binary: (client, bytes) => gateway.binary(client, bytes),
       drain: (client) => hub.drained(client),
       close: (client, code) => {
-        log.debug({ conn: client.id, user: client.user, code }, 'disconnected');
+        log.info({ conn: client.id, user: client.user, code }, 'disconnected');
         gateway.closed(client, code);
       },
       http: routes,

@@ -223,7 +223,8 @@ export class UwsTransport {
   }
 }
 
+/** The address the trusted proxy appended: the last entry (earlier ones are whatever the client sent). */
 function forwardedFor(header: string): string | undefined {
-  const first = header.split(',')[0]?.trim();
-  return first ? first : undefined;
+  const last = header.split(',').pop()?.trim();
+  return last ? last : undefined;
 }
