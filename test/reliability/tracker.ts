@@ -10,9 +10,10 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A socket that joins `room` and rejoins with since after every drop, trying the URLs in turn. */
 export class Subscriber {
-  /** offset -> times received (in the current epoch) */
-  readonly counts = new Map<number, number>();
-  readonly order: number[] = [];
+  /** "epoch:offset" -> times received */
+  readonly counts = new Map<string, number>();
+  /** offsets in arrival order, with their epoch */
+  readonly order: [string, number][] = [];
   readonly gaps: Json[] = [];
   readonly latencies: number[] = [];
   reconnects = 0;
@@ -87,8 +88,9 @@ export class Subscriber {
             this.gaps.push({ epochChange: true, from: this.last + 1, epoch: f.epoch });
             this.epoch = f.epoch as string;
           }
-          this.counts.set(offset, (this.counts.get(offset) ?? 0) + 1);
-          this.order.push(offset);
+          const key = `${String(f.epoch)}:${offset}`;
+          this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+          this.order.push([f.epoch as string, offset]);
           this.last = Math.max(this.last, offset);
           const sentAt = (f.body as { t?: number } | undefined)?.t;
           if (typeof sentAt === 'number') this.latencies.push(Date.now() - sentAt);
@@ -229,9 +231,13 @@ export function score(published: number, acked: Acked[], subs: Subscriber[]): Sc
   for (const s of subs) {
     received[s.name] = s.order.length;
     gaps += s.gaps.length;
-    for (const a of acked) if (!s.counts.has(a.offset)) lost++;
+    for (const a of acked) if (!s.counts.has(`${a.epoch}:${a.offset}`)) lost++;
     for (const n of s.counts.values()) if (n > 1) duplicated += n - 1;
-    for (let i = 1; i < s.order.length; i++) if (s.order[i]! <= s.order[i - 1]!) outOfOrder++;
+    for (let i = 1; i < s.order.length; i++) {
+      const [e0, o0] = s.order[i - 1]!;
+      const [e1, o1] = s.order[i]!;
+      if (e0 === e1 && o1 <= o0) outOfOrder++;
+    }
   }
   return { published, acknowledged: acked.length, received, lost, duplicated, outOfOrder, gaps };
 }
