@@ -14,8 +14,8 @@ import { parseArgs } from 'node:util';
 import type { System } from './lib/clients';
 import { Histogram } from './lib/histogram';
 import type { Layout, ScenarioKind } from './lib/ipc';
-import { GeneratorPool } from './lib/pool';
-import { sampleProc, type ProcSample } from './lib/proc';
+import { GeneratorPool, type PhaseResult } from './lib/pool';
+import { busyCores, cpuTimes, sampleProc, type ProcSample } from './lib/proc';
 import { markdownTable, num, tableRows, textTable } from './lib/report';
 import {
   summarise,
@@ -38,7 +38,8 @@ const USAGE = `usage: npm run bench -- [options]
   --only relay|socketio run one system only
   --no-reference        skip redis-benchmark and the single-node local fanout
   --out DIR             results directory (default bench-results)
-  --docs                also write the charts to docs/`;
+  --docs                also write the charts to docs/
+  --wait-quiet SECONDS  first wait up to this long for other work on the machine to stop (default: 600, quick: 0)`;
 
 interface Plan {
   idleLevels: number[];
@@ -124,6 +125,33 @@ function cpuOf(procs: ServerProc[]): ProcSample[] {
 
 function cpuSince(procs: ServerProc[], before: ProcSample[]): number {
   return cpuOf(procs).reduce((s, x, i) => s + x.cpuSeconds - before[i]!.cpuSeconds, 0);
+}
+
+/**
+ * Waits until the servers and generators are quiet (under 0.1 core together for half a second), so that work
+ * left over from connecting (joins, presence events) does not land in the first measured step. Returns ms waited.
+ */
+async function settle(pids: number[], maxMs = 60000): Promise<number> {
+  const started = performance.now();
+  for (;;) {
+    const before = pids.map((p) => sampleProc(p).cpuSeconds);
+    await sleep(500);
+    const used = pids.reduce((s, p, i) => s + sampleProc(p).cpuSeconds - before[i]!, 0);
+    if (used < 0.05 || performance.now() - started > maxMs) return performance.now() - started;
+  }
+}
+
+/** Waits (up to maxMs) for other work on the machine to fall under 0.3 cores over 3 s. Returns the last reading. */
+async function waitQuiet(maxMs: number): Promise<number> {
+  const started = performance.now();
+  let busy = 0;
+  for (;;) {
+    const a = cpuTimes();
+    await sleep(3000);
+    busy = busyCores(a, cpuTimes(), cpus().length);
+    if (busy < 0.3 || performance.now() - started > maxMs) return busy;
+    log(`machine busy with other work (${busy.toFixed(2)} cores); waiting for it to calm down`);
+  }
 }
 
 async function startServers(ctx: Ctx, system: System, withRedis: boolean, nodes: number) {
@@ -221,6 +249,15 @@ interface StepRaw {
   seconds: number;
   serverCpu: number;
   redisCpu: number;
+  generatorCpu: number;
+  /** Cores busy machine-wide during the step. */
+  machineCores: number;
+}
+
+function toSummary(p: PhaseResult, r: StepRaw): PhaseSummary {
+  const s = summarise(p, r.rate, r.seconds, r.serverCpu, r.redisCpu);
+  const ours = (r.serverCpu + r.redisCpu + r.generatorCpu) / r.seconds;
+  return { ...s, generatorCores: r.generatorCpu / r.seconds, otherCores: Math.max(0, r.machineCores - ours) };
 }
 
 /** Runs publish phases k at the given rates; stops stepping once a step saturates. */
@@ -232,26 +269,33 @@ async function steps(
   label: string,
 ): Promise<StepRaw[]> {
   const raws: StepRaw[] = [];
+  const gens = pool.pids();
   for (const { k, rate, durationMs } of plan) {
     const s0 = cpuOf(servers);
     const r0 = redis ? cpuOf([redis]) : [];
+    const g0 = gens.map((pid) => sampleProc(pid));
+    const m0 = cpuTimes();
     const t0 = performance.now();
     const sent = await pool.phase(k, rate, durationMs);
     await pool.drain([k], sent.expected, 2000, 20000);
     const seconds = (performance.now() - t0) / 1000;
-    const raw = {
+    const raw: StepRaw = {
       k,
       rate,
       seconds,
       serverCpu: cpuSince(servers, s0),
       redisCpu: redis ? cpuSince([redis], r0) : 0,
+      generatorCpu: gens.reduce((n, pid, i) => n + sampleProc(pid).cpuSeconds - g0[i]!.cpuSeconds, 0),
+      machineCores: busyCores(m0, cpuTimes(), cpus().length),
     };
     raws.push(raw);
     const p = (await pool.collect([k])).get(k)!;
-    const s = summarise(p, rate, seconds, raw.serverCpu, raw.redisCpu);
+    const s = toSummary(p, raw);
     log(
       `${label} ${rate} msg/s: ${num(s.deliveredPerSec)} deliveries/s, p50 ${s.p50Ms.toFixed(2)} p99 ${s.p99Ms.toFixed(2)} ` +
-        `max ${s.maxMs.toFixed(1)} ms, lost ${s.lost}, ${s.serverCpuUsPerDelivery.toFixed(2)} µs CPU/delivery` +
+        `max ${s.maxMs.toFixed(1)} ms, lost ${s.lost}, ${s.serverCpuUsPerDelivery.toFixed(2)} µs CPU/delivery, ` +
+        `cores: servers ${s.serverCores.toFixed(2)} redis ${s.redisCores.toFixed(2)} ` +
+        `generators ${(s.generatorCores ?? 0).toFixed(2)} others ${(s.otherCores ?? 0).toFixed(2)}` +
         (sent.errors.length ? `, errors: ${sent.errors.slice(0, 2).join('; ')}` : ''),
     );
     const target = rate * (p.published > 0 ? p.expected / p.published : 0);
@@ -267,7 +311,7 @@ async function steps(
 async function finalSummaries(pool: GeneratorPool, raws: StepRaw[]): Promise<PhaseSummary[]> {
   if (raws.length === 0) return [];
   const final = await pool.collect(raws.map((r) => r.k));
-  return raws.map((r) => summarise(final.get(r.k)!, r.rate, r.seconds, r.serverCpu, r.redisCpu));
+  return raws.map((r) => toSummary(final.get(r.k)!, r));
 }
 
 function lossProblems(what: string, s: PhaseSummary | undefined, problems: string[]) {
@@ -306,8 +350,14 @@ async function fanout(
       problems.push(
         `${label}: ${c.failed} of ${total} connections failed to connect or join: ${c.errors.join('; ')}`,
       );
+    const quiet = [...nodes, ...(redis ? [redis] : [])].map((p) => p.pid).concat(pool.pids());
+    const waited = await settle(quiet);
+    log(
+      `${label}: ${total} connections in ${(c.elapsedMs / 1000).toFixed(1)} s; settled in ${(waited / 1000).toFixed(1)} s`,
+    );
     await pool.phase(0, f.rates[0]!, 1000); // warm-up, not reported
     await pool.drain([0], 0, 500, 3000);
+    await settle(quiet);
     const raws = await steps(
       pool,
       nodes,
@@ -355,6 +405,11 @@ async function onePhase(
       problems.push(
         `${label}: ${c.failed} of ${total} connections failed to connect or join: ${c.errors.join('; ')}`,
       );
+    const quiet = [...nodes, ...(redis ? [redis] : [])].map((p) => p.pid).concat(pool.pids());
+    const waited = await settle(quiet);
+    log(
+      `${label}: ${total} connections in ${(c.elapsedMs / 1000).toFixed(1)} s; settled in ${(waited / 1000).toFixed(1)} s`,
+    );
     const raws = await steps(pool, nodes, redis, [{ k: 1, rate, durationMs }], label);
     const [s] = await finalSummaries(pool, raws);
     lossProblems(label, s, problems);
@@ -490,6 +545,7 @@ async function main(): Promise<number> {
       'no-reference': { type: 'boolean', default: false },
       out: { type: 'string', default: 'bench-results' },
       docs: { type: 'boolean', default: false },
+      'wait-quiet': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -547,6 +603,11 @@ async function main(): Promise<number> {
   if (needed / ctx.generators > ctx.perProcessCap || needed / 2 > ctx.perProcessCap) {
     console.error(`bench: ${needed} connections exceed what ulimit -n ${noFile} allows; raise it.`);
     return 1;
+  }
+  const quietMs = Number(values['wait-quiet'] ?? (values.quick ? 0 : 600)) * 1000;
+  if (quietMs > 0) {
+    const busy = await waitQuiet(quietMs);
+    result.notes.push(`other work on the machine when the run started: ${busy.toFixed(2)} cores busy`);
   }
   if (values.pin)
     log(`pinned: server nodes on CPU ${ctx.serverCpus}, generators and Redis on CPU ${ctx.generatorCpus}`);

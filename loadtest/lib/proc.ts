@@ -40,3 +40,24 @@ export function sampleProc(pid: number): ProcSample {
 export function delta(a: ProcSample, b: ProcSample): { cpuSeconds: number; rssBytes: number } {
   return { cpuSeconds: b.cpuSeconds - a.cpuSeconds, rssBytes: b.rssBytes - a.rssBytes };
 }
+
+export interface CpuTimes {
+  /** Jiffies the CPUs spent busy (everything but idle and iowait), all CPUs together. */
+  busy: number;
+  total: number;
+}
+
+/** System-wide CPU counters from the first line of /proc/stat. */
+export function cpuTimes(): CpuTimes {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  const idle = (f[3] ?? 0) + (f[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/** Busy CPU cores between two readings (0..number of CPUs). */
+export function busyCores(a: CpuTimes, b: CpuTimes, cores: number): number {
+  const total = b.total - a.total;
+  return total > 0 ? ((b.busy - a.busy) / total) * cores : 0;
+}

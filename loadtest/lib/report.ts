@@ -20,12 +20,20 @@ function ms(n: number | undefined): string {
 export function ratio(relay: number | undefined, sio: number | undefined, better: Better): string {
   if (relay === undefined || sio === undefined || !(relay > 0) || !(sio > 0)) return '—';
   const r = better === 'lower' ? sio / relay : relay / sio;
+  if (Math.abs(r - 1) < 0.05) return 'about the same';
   const word = better === 'lower' ? (r >= 1 ? 'less' : 'more') : r >= 1 ? 'more' : 'less';
   const x = r >= 1 ? r : 1 / r;
   return `${x.toFixed(x >= 10 ? 0 : 1)}× ${word}${r >= 1 ? '' : ' (worse)'}`;
 }
 
 const withNote = (r: string, note: string) => (r === '—' ? r : `${r} (${note})`);
+
+const cores = (p?: PhaseSummary) =>
+  p
+    ? [p.serverCores, p.redisCores, p.generatorCores ?? NaN, p.otherCores ?? NaN]
+        .map((c) => (Number.isFinite(c) ? c.toFixed(2) : '—'))
+        .join(' / ')
+    : '—';
 
 function phaseRows(title: string, a: PhaseSummary | undefined, b: PhaseSummary | undefined): Row[] {
   const lat = (p?: PhaseSummary) => (p ? `${ms(p.p50Ms)} / ${ms(p.p99Ms)} / ${ms(p.maxMs)}` : '—');
@@ -48,6 +56,7 @@ function phaseRows(title: string, a: PhaseSummary | undefined, b: PhaseSummary |
       num(b?.serverCpuUsPerDelivery, 2),
       ratio(a?.serverCpuUsPerDelivery, b?.serverCpuUsPerDelivery, 'lower'),
     ],
+    ['  cores used: servers / Redis / generators / others', cores(a), cores(b), ''],
     [
       '  Redis CPU per publish, µs',
       num(a?.redisCpuUsPerPublish, 1),

@@ -39,6 +39,10 @@ export interface PhaseSummary extends LatencySummary {
   /** Server CPU seconds per wall second (1.0 = one core), sum over the nodes. */
   serverCores: number;
   redisCores: number;
+  /** Cores the load generators used. */
+  generatorCores?: number;
+  /** Cores busy with processes other than this benchmark's (other work on a shared machine). */
+  otherCores?: number;
 }
 
 export interface SystemResult {
