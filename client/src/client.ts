@@ -278,16 +278,22 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   // ---------------------------------------------------------------- lifecycle
 
-  /** Starts connecting (if not already) and resolves once connected; rejects only if the client is closed first. */
+  /**
+   * Starts connecting (if not already) and resolves once connected; rejects only if the client is closed first.
+   * The first command starts the connection too.
+   */
   connect(): Promise<void> {
     if (this.closed) return Promise.reject(new ChatError('closed', 'client is closed'));
     if (this._state === 'connected') return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => this.connectWaiters.push({ resolve, reject }));
-    if (!this.started) {
-      this.started = true;
-      void this.open();
-    }
+    this.start();
     return p;
+  }
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    void this.open();
   }
 
   /** Closes for good: no reconnect, pending and queued commands reject with `closed`. */
@@ -408,6 +414,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         this.transmit(p);
         return;
       }
+      this.start(); // the first command connects, as connect() would
       if (this.queue.length >= this.opts.maxQueue) {
         this.settle(
           p,

@@ -7,6 +7,8 @@ import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import WebSocket from 'ws';
+import { ChatClient } from '../../client/src';
 import { ROOT, startGateway, startRedis, token, type GatewayProc, type RedisProc } from '../helpers/harness';
 import { TcpProxy } from '../client/tcp-proxy';
 
@@ -108,8 +110,8 @@ beforeAll(async () => {
   redis = await startRedis();
   // Node ids are ours to pick: this Redis belongs to this test alone.
   [a, b] = await Promise.all([
-    startGateway({ REDIS_URL: redis.url, STATIC_DIR: webDir, NODE_ID: 'gw-1' }),
-    startGateway({ REDIS_URL: redis.url, STATIC_DIR: webDir, NODE_ID: 'gw-2' }),
+    startGateway({ REDIS_URL: redis.url, STATIC_DIR: webDir, NODE_ID: 'gw-1', USER_MSG_RATE: '1000' }),
+    startGateway({ REDIS_URL: redis.url, STATIC_DIR: webDir, NODE_ID: 'gw-2', USER_MSG_RATE: '1000' }),
   ]);
   toA = await TcpProxy.start(a.port);
   // alice: page from node A, connected to A. bob: page from node B, connected to B, then (via the proxy) A.
@@ -254,6 +256,28 @@ test(
     const png = await alice.screenshot({ path });
     expect(png.length).toBeGreaterThan(10_000);
     if (!process.env.UPDATE_SCREENSHOT) rmSync(path, { force: true });
+  },
+  TIMEOUT,
+);
+
+test(
+  'scroll-back: a room with more history than one page loads older messages on demand, in order',
+  async () => {
+    const feeder = new ChatClient({ url: a.wsUrl, token: token('feeder'), WebSocket });
+    try {
+      await feeder.join('long-room');
+      for (let i = 1; i <= 70; i++) await feeder.publish('long-room', `history ${i}`);
+    } finally {
+      feeder.close();
+    }
+    await alice.fill('#join-room', 'long-room');
+    await alice.press('#join-room', 'Enter');
+    await waitShown(alice, 'history 70');
+    expect(await shown(alice)).toEqual(Array.from({ length: 50 }, (_, i) => `history ${i + 21}`));
+    await alice.click('#older');
+    await waitShown(alice, 'history 1');
+    expect(await shown(alice)).toEqual(Array.from({ length: 70 }, (_, i) => `history ${i + 1}`));
+    await alice.waitForSelector('#older', { state: 'hidden' });
   },
   TIMEOUT,
 );
