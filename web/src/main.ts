@@ -504,7 +504,7 @@ function startClient(token: string | TokenGetter, user: string): void {
   });
   c.on('message', (ev) => {
     const conv = convs.get(convKey('room', ev.room));
-    if (conv && addEntry(conv, messageEntry(ev, true))) touched(conv, true);
+    if (conv && addEntry(conv, messageEntry(ev, true))) touched(conv, ev.from !== me);
   });
   c.on('dm', (ev) => {
     const partner = ev.from === me ? ev.to : ev.from;
