@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { freePort, startGateway, type GatewayProc } from '../helpers/harness';
 
 /** Gateway settings for fault tests: limits out of the way of a steady stream, fast drains. */
@@ -23,7 +24,6 @@ export async function startNodes(n: number, env: Record<string, string>): Promis
 
 /** Reads a gateway's RSS (kB) from /proc. */
 export function rssKb(pid: number): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const status = require('node:fs').readFileSync(`/proc/${pid}/status`, 'utf8') as string;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
 }

@@ -137,6 +137,8 @@ export class Publisher {
   private nextId = 1;
   private urlIndex = 0;
   private pending = new Map<number, (f: Json | null) => void>();
+  /** Extra body bytes per message. */
+  pad = '';
 
   constructor(
     readonly name: string,
@@ -186,7 +188,7 @@ export class Publisher {
       const id = this.nextId++;
       this.pending.set(id, resolve);
       this.attempts++;
-      ws.send(JSON.stringify({ id, type: 'publish', room: this.room, key: `${this.name}-${seq}`, body: { seq, t: Date.now() } }));
+      ws.send(JSON.stringify({ id, type: 'publish', room: this.room, key: `${this.name}-${seq}`, body: { seq, t: Date.now(), pad: this.pad } }));
     });
   }
 
