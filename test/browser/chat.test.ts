@@ -283,11 +283,21 @@ test(
 );
 
 test(
-  'in dev mode a user signs in by name (POST /dev/token) and chats',
+  'in dev mode a user signs in by name (POST /dev/token) and chats; a gateway with a key asks for a token instead',
   async () => {
-    const dev = await startGateway({ JWT_SECRET: '', STATIC_DIR: webDir });
+    const [keyed, dev] = await Promise.all([
+      startGateway({ STATIC_DIR: webDir }),
+      startGateway({ JWT_SECRET: '', STATIC_DIR: webDir }),
+    ]);
     try {
-      const page = await openPage(dev, [dev.wsUrl], 'dev');
+      const page = await openPage(keyed, [keyed.wsUrl], 'dev');
+      await page.fill('#signin-name', 'dana');
+      await page.click('#signin-button');
+      await page.waitForSelector('#token-box[open]');
+      await expect(page.locator('#signin-error').textContent()).resolves.toMatch(/not in dev mode/);
+      expect(await page.locator('#app').isHidden()).toBe(true);
+
+      await page.goto(`${dev.url}/`);
       await page.fill('#signin-name', 'dana');
       await page.click('#signin-button');
       await expectConnected(page, dev);
@@ -296,7 +306,7 @@ test(
       await say(page, 'dev mode works');
       await waitShown(page, 'dev mode works');
     } finally {
-      await dev.kill();
+      await Promise.all([keyed.kill(), dev.kill()]);
     }
   },
   TIMEOUT,
