@@ -134,6 +134,17 @@ export class Gateway {
 
   /** A text frame from the client. Never throws: every outcome is a reply. */
   message(client: Client, text: string, bytes: number): void {
+    try {
+      this.handle(client, text, bytes);
+    } catch (err) {
+      // A bug must cost one reply, not the node.
+      this.log.error({ err, conn: client.id }, 'frame handling failed');
+      const session = this.sessions.get(client);
+      if (session) this.fail(session, null, 'internal', 'internal error');
+    }
+  }
+
+  private handle(client: Client, text: string, bytes: number): void {
     this.stats.bytesIn += bytes;
     const session = this.sessions.get(client);
     if (!session) return;
@@ -141,9 +152,9 @@ export class Gateway {
     try {
       command = parseCommand(text, this.config.limits);
     } catch (err) {
-      const e = err as FrameError;
       this.metrics.messagesIn.inc({ type: 'invalid' });
-      this.fail(session, e.id, e.code, e.message);
+      if (err instanceof FrameError) this.fail(session, err.id, err.code, err.message);
+      else this.fail(session, null, 'bad_request', 'frame could not be processed (too deeply nested?)');
       return;
     }
     this.metrics.messagesIn.inc({ type: command.type });
