@@ -24,12 +24,18 @@ async function run(room: string, urls: string[], count: number, rate: number, fa
   await streaming;
   const acked = [...pub.acked.values()];
   const top = Math.max(...acked.map((a) => a.offset));
-  await until('every subscriber to reach the last acknowledged offset', () => subs.every((s) => s.last >= top), 20_000);
+  await until(
+    'every subscriber to reach the last acknowledged offset',
+    () => subs.every((s) => s.last >= top),
+    20_000,
+  );
   await pub.stop();
   await Promise.all(subs.map((s) => s.stop()));
   const result = score(count, acked, subs);
   const reconnects = subs.reduce((n, s) => n + s.reconnects, 0);
-  console.log(`${room}: ${JSON.stringify({ ...result, subscriberReconnects: reconnects, publishRetries: pub.attempts - count, publishErrors: Object.fromEntries(pub.errors) })}`);
+  console.log(
+    `${room}: ${JSON.stringify({ ...result, subscriberReconnects: reconnects, publishRetries: pub.attempts - count, publishErrors: Object.fromEntries(pub.errors) })}`,
+  );
   return { result, reconnects };
 }
 

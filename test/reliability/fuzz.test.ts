@@ -6,13 +6,31 @@ import { rssKb } from './nodes';
 
 let gw: GatewayProc;
 beforeAll(async () => {
-  gw = await startGateway({ MAX_VIOLATIONS: '1000000', CMD_RATE: '1000000', CMD_BURST: '1000000', USER_MSG_RATE: '0', MAX_ROOMS_PER_CONNECTION: '20' });
+  gw = await startGateway({
+    MAX_VIOLATIONS: '1000000',
+    CMD_RATE: '1000000',
+    CMD_BURST: '1000000',
+    USER_MSG_RATE: '0',
+    MAX_ROOMS_PER_CONNECTION: '20',
+  });
 });
 afterAll(async () => {
   await gw?.kill();
 });
 
-const TYPES = ['join', 'leave', 'publish', 'dm', 'presence', 'history', 'inbox', 'refresh', 'ping', 'nope', ''];
+const TYPES = [
+  'join',
+  'leave',
+  'publish',
+  'dm',
+  'presence',
+  'history',
+  'inbox',
+  'refresh',
+  'ping',
+  'nope',
+  '',
+];
 const anyValue = fc.oneof(
   fc.jsonValue(),
   fc.string({ unit: 'binary' }),
@@ -20,28 +38,36 @@ const anyValue = fc.oneof(
   fc.constantFrom('\ud800', '\udfff\ud800', '\u0000', '\u202e', '👩‍👩‍👧‍👦', 'ø'.repeat(300)),
 );
 /** Plausible-looking commands with wrong, odd or missing fields. */
-const command = fc.record(
-  {
-    id: fc.oneof(fc.nat(), anyValue),
-    type: fc.oneof(fc.constantFrom(...TYPES), anyValue),
-    room: fc.oneof(fc.constantFrom('lobby', 'fuzz-1', 'a'.repeat(200)), anyValue),
-    to: anyValue,
-    body: anyValue,
-    key: anyValue,
-    since: fc.oneof(fc.record({ offset: anyValue, epoch: anyValue }), anyValue),
-    limit: anyValue,
-    before: anyValue,
-    token: anyValue,
-  },
-  { requiredKeys: [] },
-).map((o) => JSON.stringify(o));
-const nested = fc.integer({ min: 1, max: 30_000 }).map((d) => `{"id":1,"type":"publish","room":"r","body":${'['.repeat(d)}${']'.repeat(d)}}`);
+const command = fc
+  .record(
+    {
+      id: fc.oneof(fc.nat(), anyValue),
+      type: fc.oneof(fc.constantFrom(...TYPES), anyValue),
+      room: fc.oneof(fc.constantFrom('lobby', 'fuzz-1', 'a'.repeat(200)), anyValue),
+      to: anyValue,
+      body: anyValue,
+      key: anyValue,
+      since: fc.oneof(fc.record({ offset: anyValue, epoch: anyValue }), anyValue),
+      limit: anyValue,
+      before: anyValue,
+      token: anyValue,
+    },
+    { requiredKeys: [] },
+  )
+  .map((o) => JSON.stringify(o));
+const nested = fc
+  .integer({ min: 1, max: 30_000 })
+  .map((d) => `{"id":1,"type":"publish","room":"r","body":${'['.repeat(d)}${']'.repeat(d)}}`);
 const garbage = fc.oneof(
   fc.string({ unit: 'grapheme', maxLength: 200 }),
   fc.jsonValue().map((v) => JSON.stringify(v)),
   fc.string({ maxLength: 50 }).map((s) => `{"id":1,"type":"ping"${s}`),
 );
-const frame = fc.oneof({ weight: 6, arbitrary: command }, { weight: 1, arbitrary: nested }, { weight: 3, arbitrary: garbage });
+const frame = fc.oneof(
+  { weight: 6, arbitrary: command },
+  { weight: 1, arbitrary: nested },
+  { weight: 3, arbitrary: garbage },
+);
 
 test('thousands of malformed, odd and deeply nested frames: one reply each, the node keeps serving, memory settles', async () => {
   // A new seed each run finds new cases; a failure prints it, and FUZZ_SEED=<seed> replays it.
@@ -70,7 +96,9 @@ test('thousands of malformed, odd and deeply nested frames: one reply each, the 
   fuzzer.sendRaw(JSON.stringify({ id: lastId, type: 'ping' }));
   expect(await last).toMatchObject({ ok: true });
   const settled = rssKb(gw.pid);
-  console.log(`fuzz: ${JSON.stringify({ seed, frames: frames.length, replies: replies - 1, rssKb: { baseline, peak, settled } })}`);
+  console.log(
+    `fuzz: ${JSON.stringify({ seed, frames: frames.length, replies: replies - 1, rssKb: { baseline, peak, settled } })}`,
+  );
 
   expect(fuzzer.closeCode).toBeNull();
   expect(replies - 1).toBe(frames.length); // exactly one reply per frame (the final ping excluded)

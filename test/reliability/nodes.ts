@@ -16,9 +16,14 @@ export function faultEnv(redisUrl: string, extra: Record<string, string> = {}): 
 }
 
 /** n gateways on fixed ports (so a restarted node comes back at the same address). */
-export async function startNodes(n: number, env: Record<string, string>): Promise<{ nodes: GatewayProc[]; urls: string[] }> {
+export async function startNodes(
+  n: number,
+  env: Record<string, string>,
+): Promise<{ nodes: GatewayProc[]; urls: string[] }> {
   const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
-  const nodes = await Promise.all(ports.map((p, i) => startGateway({ ...env, PORT: String(p), NODE_ID: `node-${i}` })));
+  const nodes = await Promise.all(
+    ports.map((p, i) => startGateway({ ...env, PORT: String(p), NODE_ID: `node-${i}` })),
+  );
   return { nodes, urls: nodes.map((g) => g.wsUrl) };
 }
 

@@ -1,5 +1,12 @@
 // Fault test 5 and the promise's other parts: offline DMs, idempotent publish, history paging, rate limits.
-import { startRedis, token, TestClient, upgradeStatus, type GatewayProc, type RedisProc } from '../helpers/harness';
+import {
+  startRedis,
+  token,
+  TestClient,
+  upgradeStatus,
+  type GatewayProc,
+  type RedisProc,
+} from '../helpers/harness';
 import { faultEnv, startNodes } from './nodes';
 
 let redis: RedisProc;
@@ -77,7 +84,9 @@ test('the per-user message rate holds across nodes and answers rate_limited with
     await c1.ok({ type: 'join', room: 'rl' });
     await c2.ok({ type: 'join', room: 'rl' });
     const replies = await Promise.all(
-      Array.from({ length: 10 }, (_, i) => (i % 2 ? c1 : c2).request({ type: 'publish', room: 'rl', body: i })),
+      Array.from({ length: 10 }, (_, i) =>
+        (i % 2 ? c1 : c2).request({ type: 'publish', room: 'rl', body: i }),
+      ),
     );
     const refused = replies.filter((r) => !r.ok);
     expect(replies.filter((r) => r.ok).length).toBeLessThanOrEqual(5 * 2); // at most two 1 s windows
@@ -94,7 +103,8 @@ test('new connections per address over CONN_RATE_PER_IP get 429', async () => {
   const { nodes: limited } = await startNodes(1, faultEnv(redis.url, { CONN_RATE_PER_IP: '3' }));
   try {
     const statuses: number[] = [];
-    for (let i = 0; i < 6; i++) statuses.push((await upgradeStatus(limited[0]!.wsUrl, `?token=${token('ivy')}`)).status);
+    for (let i = 0; i < 6; i++)
+      statuses.push((await upgradeStatus(limited[0]!.wsUrl, `?token=${token('ivy')}`)).status);
     expect(statuses.filter((s) => s === 101).length).toBeLessThanOrEqual(4);
     expect(statuses).toContain(429);
   } finally {

@@ -47,7 +47,9 @@ test('Redis paused (SIGSTOP 3 s): publishes fail instead of ok, /readyz says so,
   const top = Math.max(...acked.map((a) => a.offset));
   await until('subscribers caught up', () => subs.every((s) => s.last >= top), 20_000);
   const result = score(250, acked, subs);
-  console.log(`redis-pause: ${JSON.stringify({ ...result, publishErrors: Object.fromEntries(pub.errors), retriedDuplicates: pub.duplicates })}`);
+  console.log(
+    `redis-pause: ${JSON.stringify({ ...result, publishErrors: Object.fromEntries(pub.errors), retriedDuplicates: pub.duplicates })}`,
+  );
   await pub.stop();
   await Promise.all(subs.map((s) => s.stop()));
 
@@ -75,7 +77,11 @@ async function restartScenario(appendonly: boolean) {
   await until('nodes ready again', async () => (await Promise.all(nodes.map(ready))).every((x) => x === 200));
   for (let seq = 21; seq <= 40; seq++) await pub.publish(seq, Date.now() + 10_000);
   const after = [...pub.acked.values()].slice(20);
-  await until('subscribers got the last message', () => subs.every((s) => s.counts.has(`${after[19]!.epoch}:${after[19]!.offset}`)), 10_000);
+  await until(
+    'subscribers got the last message',
+    () => subs.every((s) => s.counts.has(`${after[19]!.epoch}:${after[19]!.offset}`)),
+    10_000,
+  );
 
   // A client that was away across the restart rejoins with its old position.
   const late = new Subscriber('late', urls, 'restart');
@@ -84,7 +90,9 @@ async function restartScenario(appendonly: boolean) {
   await late.start();
   if (appendonly) await until('late client replayed 11..40', () => late.order.length === 30);
   const result = score(40, [...pub.acked.values()], subs);
-  console.log(`redis-restart (appendonly ${appendonly}): ${JSON.stringify({ ...result, newEpoch: after[0]!.epoch !== oldEpoch, lateRecovered: late.notRecovered === 0, lateReceived: late.order.length })}`);
+  console.log(
+    `redis-restart (appendonly ${appendonly}): ${JSON.stringify({ ...result, newEpoch: after[0]!.epoch !== oldEpoch, lateRecovered: late.notRecovered === 0, lateReceived: late.order.length })}`,
+  );
   await pub.stop();
   await Promise.all([...subs, late].map((s) => s.stop()));
   return { result, oldEpoch, newEpoch: after[0]!.epoch, late, subs };
@@ -95,7 +103,8 @@ test('Redis restarted without persistence: the epoch changes and clients are tol
   expect(newEpoch).not.toBe(oldEpoch);
   expect(result).toMatchObject({ acknowledged: 40, lost: 0, duplicated: 0, outOfOrder: 0 });
   // Each live subscriber got an explicit reset gap (to: null) naming the new epoch.
-  for (const s of subs) expect(s.gaps).toContainEqual(expect.objectContaining({ type: 'gap', to: null, epoch: newEpoch }));
+  for (const s of subs)
+    expect(s.gaps).toContainEqual(expect.objectContaining({ type: 'gap', to: null, epoch: newEpoch }));
   expect(late.notRecovered).toBe(1);
 });
 

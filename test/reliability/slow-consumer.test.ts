@@ -21,7 +21,10 @@ async function metric(node: GatewayProc, name: string): Promise<number> {
 
 test('a slow reader is paused at the bound and caught up from history; others are unaffected', async () => {
   redis = await startRedis();
-  ({ nodes } = await startNodes(1, faultEnv(redis.url, { SLOW_CONSUMER_BYTES: '65536', HISTORY_SIZE: '1000' })));
+  ({ nodes } = await startNodes(
+    1,
+    faultEnv(redis.url, { SLOW_CONSUMER_BYTES: '65536', HISTORY_SIZE: '1000' }),
+  ));
   const [node] = nodes as [GatewayProc];
   const urls = [node.wsUrl];
   const fast = Array.from({ length: 3 }, (_, i) => new Subscriber(`fast${i}`, urls, 'firehose'));
@@ -37,7 +40,9 @@ test('a slow reader is paused at the bound and caught up from history; others ar
   const sampler = setInterval(() => (peak = Math.max(peak, rssKb(node.pid))), 50);
   // Publish in windows of 20 in flight: fast enough to outrun the paused socket's kernel buffers.
   for (let seq = 1; seq <= N; seq += 20) {
-    await Promise.all(Array.from({ length: Math.min(20, N - seq + 1) }, (_, k) => pub.publish(seq + k, Date.now() + 30_000)));
+    await Promise.all(
+      Array.from({ length: Math.min(20, N - seq + 1) }, (_, k) => pub.publish(seq + k, Date.now() + 30_000)),
+    );
   }
   const acked = [...pub.acked.values()];
   const top = Math.max(...acked.map((a) => a.offset));
@@ -58,8 +63,17 @@ test('a slow reader is paused at the bound and caught up from history; others ar
   const dupes = slow.order.length - new Set(slow.order.map(([, o]) => o)).size;
   const summary = {
     fast: fastScore,
-    fastLatencyMs: { p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: percentile(latencies, 100) },
-    slow: { received: slow.order.length, gaps: slow.gaps.map((g) => [g.from, g.to]), missingWithoutGap: missing, duplicated: dupes },
+    fastLatencyMs: {
+      p50: percentile(latencies, 50),
+      p99: percentile(latencies, 99),
+      max: percentile(latencies, 100),
+    },
+    slow: {
+      received: slow.order.length,
+      gaps: slow.gaps.map((g) => [g.from, g.to]),
+      missingWithoutGap: missing,
+      duplicated: dupes,
+    },
     backpressureEvents: backpressure,
     slowConsumersWhilePaused: slowNow,
     rssKb: { baseline, peak, growth: peak - baseline },

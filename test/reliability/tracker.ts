@@ -188,7 +188,15 @@ export class Publisher {
       const id = this.nextId++;
       this.pending.set(id, resolve);
       this.attempts++;
-      ws.send(JSON.stringify({ id, type: 'publish', room: this.room, key: `${this.name}-${seq}`, body: { seq, t: Date.now(), pad: this.pad } }));
+      ws.send(
+        JSON.stringify({
+          id,
+          type: 'publish',
+          room: this.room,
+          key: `${this.name}-${seq}`,
+          body: { seq, t: Date.now(), pad: this.pad },
+        }),
+      );
     });
   }
 
@@ -245,7 +253,12 @@ export function score(published: number, acked: Acked[], subs: Subscriber[]): Sc
 }
 
 /** Publishes `count` messages at `perSecond`, one at a time per publisher, retrying each until acked. */
-export async function stream(pub: Publisher, count: number, perSecond: number, deadlineMs: number): Promise<void> {
+export async function stream(
+  pub: Publisher,
+  count: number,
+  perSecond: number,
+  deadlineMs: number,
+): Promise<void> {
   const start = Date.now();
   const deadline = start + deadlineMs;
   for (let seq = 1; seq <= count; seq++) {
