@@ -2,7 +2,7 @@ import eslint from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'coverage/', 'bench-results/'] },
+  { ignores: ['node_modules/', 'dist/', 'coverage/', 'bench-results/', '.tmp/'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

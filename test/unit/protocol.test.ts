@@ -116,7 +116,10 @@ describe('config', () => {
     [{ JWT_PUBLIC_KEY: '/no/such/file.pem' }, 'JWT_PUBLIC_KEY is neither PEM text nor a readable file'],
     [{ MAX_FRAME_BYTES: '2048' }, 'MAX_FRAME_BYTES must exceed MAX_MESSAGE_BYTES'],
     [{ DEV_TOKENS: 'true' }, 'DEV_TOKENS=true needs JWT_SECRET'],
-    [{ DEV_TOKENS: 'true', JWT_SECRET: 's'.repeat(16), NODE_ENV: 'production' }, 'DEV_TOKENS=true is not allowed'],
+    [
+      { DEV_TOKENS: 'true', JWT_SECRET: 's'.repeat(16), NODE_ENV: 'production' },
+      'DEV_TOKENS=true is not allowed',
+    ],
   ])('%j is refused: %s', (env, message) => {
     expect(() => loadConfig(env, dev)).toThrow(ConfigError);
     expect(() => loadConfig(env, dev)).toThrow(message);

@@ -98,9 +98,15 @@ export class Gateway {
     try {
       await client.inboxReady;
       if (client.closed) return;
-      await this.engine.connectionAdd(identity.user, client.id, { node: this.config.nodeId, connectedAt: Date.now() });
+      await this.engine.connectionAdd(identity.user, client.id, {
+        node: this.config.nodeId,
+        connectedAt: Date.now(),
+      });
     } catch (err) {
-      this.log.warn({ err: (err as Error).message, conn: client.id }, 'could not set up the connection; closing');
+      this.log.warn(
+        { err: (err as Error).message, conn: client.id },
+        'could not set up the connection; closing',
+      );
       client.conn.close(CLOSE.internal, 'storage unavailable, reconnect');
       return;
     }
