@@ -40,6 +40,7 @@ const conns: Conn[] = [];
 const phases = new Map<number, PhaseState>();
 const streamSeq = new Map<string, number>();
 let lost = 0;
+let gapped = 0;
 let rr = 0;
 
 function phase(k: number): PhaseState {
@@ -70,6 +71,9 @@ function handlersFor() {
     },
     lost(): void {
       lost += 1;
+    },
+    gap(count: number): void {
+      gapped += count;
     },
   };
 }
@@ -229,11 +233,12 @@ async function handle(req: Request): Promise<Reply> {
 
 process.on('message', (msg: { seq: number; body: Request }) => {
   handle(msg.body).then(
-    (body) => process.send!({ seq: msg.seq, lost, body } satisfies Envelope<Reply>),
+    (body) => process.send!({ seq: msg.seq, lost, gapped, body } satisfies Envelope<Reply>),
     (e: Error) =>
       process.send!({
         seq: msg.seq,
         lost,
+        gapped,
         body: { type: 'error', message: e.stack ?? e.message },
       } satisfies Envelope<Reply>),
   );

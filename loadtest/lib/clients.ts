@@ -25,6 +25,8 @@ export interface ClientHandlers {
   deliver(body: Payload): void;
   /** The server (or the network) closed a connection the generator had not closed itself. */
   lost(reason: string): void;
+  /** The gateway announced a gap: `count` messages it could not deliver (protocol v1 `gap` event). */
+  gap(count: number): void;
 }
 
 export interface LoadClient {
@@ -77,9 +79,15 @@ class RelayClient implements LoadClient {
         ok?: boolean;
         body?: Payload;
         error?: { code: string; message: string };
+        from?: number;
+        to?: number;
       };
       if (msg.type === 'message' || msg.type === 'dm') {
         if (msg.body && typeof msg.body.s === 'number') handlers.deliver(msg.body);
+        return;
+      }
+      if (msg.type === 'gap') {
+        handlers.gap(typeof msg.from === 'number' && typeof msg.to === 'number' ? msg.to - msg.from + 1 : 1);
         return;
       }
       if (typeof msg.re === 'number') {

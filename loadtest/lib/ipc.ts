@@ -89,9 +89,13 @@ export type Reply =
   | { type: 'collected'; phases: Record<number, PhaseStatsJson> }
   | { type: 'error'; message: string };
 
-/** Every reply also says how many connections were lost (closed by the other side) so far. */
+/**
+ * Every reply also says how many connections were lost (closed by the other side) so far, and how many messages
+ * the server declared undeliverable with `gap` events.
+ */
 export interface Envelope<T> {
   seq: number;
   lost: number;
+  gapped: number;
   body: T;
 }

@@ -12,6 +12,7 @@ interface Gen {
   pending: Map<number, { resolve(r: Reply): void; reject(e: Error): void }>;
   seq: number;
   lost: number;
+  gapped: number;
   conns: number;
   exited: boolean;
 }
@@ -43,9 +44,10 @@ export class GeneratorPool {
         ? ['taskset', ['-c', opts.cpus, process.execPath, opts.script]]
         : [process.execPath, [opts.script]];
       const child = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-      const gen: Gen = { id, child, pending: new Map(), seq: 0, lost: 0, conns: 0, exited: false };
+      const gen: Gen = { id, child, pending: new Map(), seq: 0, lost: 0, gapped: 0, conns: 0, exited: false };
       child.on('message', (env: Envelope<Reply>) => {
         gen.lost = env.lost;
+        gen.gapped = env.gapped;
         const p = gen.pending.get(env.seq);
         if (!p) return;
         gen.pending.delete(env.seq);
@@ -70,6 +72,11 @@ export class GeneratorPool {
   /** Connections closed by the other side so far, over all generators. */
   lost(): number {
     return this.gens.reduce((n, g) => n + g.lost, 0);
+  }
+
+  /** Messages the server declared undeliverable (`gap` events), over all generators. */
+  gapped(): number {
+    return this.gens.reduce((n, g) => n + g.gapped, 0);
   }
 
   pids(): number[] {
