@@ -53,6 +53,17 @@ function url(name: string) {
   };
 }
 
+/** A comma-separated list of host:port (REDIS_CLUSTER_NODES, REDIS_SENTINELS). */
+function hostPorts(name: string) {
+  return (raw: string): string[] => {
+    const items = list(raw);
+    for (const item of items)
+      if (!/^[^\s:]+:\d{1,5}$/.test(item) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(item))
+        throw new ConfigError(`${name} must be a comma-separated list of host:port, got "${item}"`);
+    return items;
+  };
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Name, default (undefined = unset) and parser of every environment variable the gateway reads. */
@@ -65,6 +76,11 @@ const ENV = {
   REDIS_URL: { def: undefined, parse: url('REDIS_URL') },
   REDIS_COMMAND_TIMEOUT_MS: { def: '2000', parse: int('REDIS_COMMAND_TIMEOUT_MS', 50, 60000) },
   REDIS_KEY_PREFIX: { def: 'rc', parse: (s: string) => s },
+  REDIS_CLUSTER_NODES: { def: undefined, parse: hostPorts('REDIS_CLUSTER_NODES') },
+  REDIS_SENTINELS: { def: undefined, parse: hostPorts('REDIS_SENTINELS') },
+  REDIS_SENTINEL_NAME: { def: 'mymaster', parse: (s: string) => s },
+  REDIS_WAIT_REPLICAS: { def: '0', parse: int('REDIS_WAIT_REPLICAS', 0, 16) },
+  REDIS_WAIT_TIMEOUT_MS: { def: '500', parse: int('REDIS_WAIT_TIMEOUT_MS', 1, 60000) },
   JWT_SECRET: { def: undefined, parse: (s: string) => s },
   DEV_TOKENS: { def: 'false', parse: oneOf('DEV_TOKENS', ['true', 'false'] as const) },
   JWT_PUBLIC_KEY: { def: undefined, parse: pem },
@@ -111,7 +127,17 @@ export interface Config {
   nodeId: string;
   production: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
-  redis?: { url: string; commandTimeoutMs: number; keyPrefix: string };
+  redis?: {
+    /** Single Redis; with cluster or sentinels, only its credentials and TLS apply. */
+    url?: string;
+    cluster?: string[];
+    sentinels?: string[];
+    sentinelName: string;
+    waitReplicas: number;
+    waitTimeoutMs: number;
+    commandTimeoutMs: number;
+    keyPrefix: string;
+  };
   jwt: {
     /** HS256 secret; in dev mode a random one generated at start-up. */
     secret?: string;
@@ -153,11 +179,18 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
   if (dev && production)
     throw new ConfigError('JWT_SECRET or JWT_PUBLIC_KEY must be set when NODE_ENV=production');
   const devTokens = read(env, 'DEV_TOKENS') === 'true';
-  if (devTokens && production) throw new ConfigError('DEV_TOKENS=true is not allowed when NODE_ENV=production');
+  if (devTokens && production)
+    throw new ConfigError('DEV_TOKENS=true is not allowed when NODE_ENV=production');
   if (devTokens && secret === undefined) throw new ConfigError('DEV_TOKENS=true needs JWT_SECRET (HS256)');
   if (secret !== undefined && secret.length < 16)
     throw new ConfigError('JWT_SECRET must be at least 16 characters');
   const redisUrl = read(env, 'REDIS_URL');
+  const redisCluster = read(env, 'REDIS_CLUSTER_NODES');
+  const redisSentinels = read(env, 'REDIS_SENTINELS');
+  if (redisCluster?.length && redisSentinels?.length)
+    throw new ConfigError('set REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both');
+  if (read(env, 'REDIS_WAIT_TIMEOUT_MS')! >= read(env, 'REDIS_COMMAND_TIMEOUT_MS')!)
+    throw new ConfigError('REDIS_WAIT_TIMEOUT_MS must be below REDIS_COMMAND_TIMEOUT_MS');
   const maxMessageBytes = read(env, 'MAX_MESSAGE_BYTES')!;
   const maxFrameBytes = read(env, 'MAX_FRAME_BYTES')!;
   if (maxFrameBytes < maxMessageBytes + 1024)
@@ -168,13 +201,19 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     nodeId: read(env, 'NODE_ID') ?? `${hostname()}-${process.pid}`,
     production,
     logLevel: read(env, 'LOG_LEVEL')!,
-    redis: redisUrl
-      ? {
-          url: redisUrl,
-          commandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS')!,
-          keyPrefix: read(env, 'REDIS_KEY_PREFIX')!,
-        }
-      : undefined,
+    redis:
+      redisUrl || redisCluster?.length || redisSentinels?.length
+        ? {
+            url: redisUrl,
+            cluster: redisCluster?.length ? redisCluster : undefined,
+            sentinels: redisSentinels?.length ? redisSentinels : undefined,
+            sentinelName: read(env, 'REDIS_SENTINEL_NAME')!,
+            waitReplicas: read(env, 'REDIS_WAIT_REPLICAS')!,
+            waitTimeoutMs: read(env, 'REDIS_WAIT_TIMEOUT_MS')!,
+            commandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS')!,
+            keyPrefix: read(env, 'REDIS_KEY_PREFIX')!,
+          }
+        : undefined,
     jwt: {
       secret: dev ? devSecret() : secret,
       publicKey,

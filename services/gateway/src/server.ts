@@ -45,6 +45,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     ? new RedisEngine(
         {
           url: config.redis.url,
+          cluster: config.redis.cluster,
+          sentinels: config.redis.sentinels,
+          sentinelName: config.redis.sentinelName,
+          waitReplicas: config.redis.waitReplicas,
+          waitTimeoutMs: config.redis.waitTimeoutMs,
           nodeId: config.nodeId,
           keyPrefix: config.redis.keyPrefix,
           commandTimeoutMs: config.redis.commandTimeoutMs,

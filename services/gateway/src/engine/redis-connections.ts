@@ -64,11 +64,15 @@ export class PlainBus implements Bus {
     options: RedisOptions,
     private readonly cb: BusCallbacks,
     private readonly log: Logger,
+    url?: string,
   ) {
     // Resubscribing is ours (below), so that the resync is reported only once it is done.
-    this.sub = new Redis({ ...options, lazyConnect: true, autoResubscribe: false });
+    const all: RedisOptions = { ...options, lazyConnect: true, autoResubscribe: false };
+    this.sub = url ? new Redis(url, all) : new Redis(all);
     this.sub.on('error', (err: Error) => log.warn({ err: err.message, client: 'redis-sub' }, 'redis error'));
-    this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => cb.message(channel.toString(), payload));
+    this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) =>
+      cb.message(channel.toString(), payload),
+    );
     this.sub.on('ready', () => {
       if (!this.connectedOnce) {
         this.connectedOnce = true;
@@ -122,8 +126,6 @@ interface Placement {
   slot: number;
   /** The primary (host:port) the channel is SSUBSCRIBEd on now; undefined while it is not subscribed anywhere. */
   on?: string;
-  /** Was subscribed once: losing it means messages may have been missed. */
-  established: boolean;
 }
 
 interface ShardConn {
@@ -156,6 +158,9 @@ export class ShardedBus implements Bus {
   private refreshing?: Promise<void>;
   private again = false;
   private stopped = false;
+  /** A subscription that was established broke or moved: report a resync once all are placed again. */
+  private lost = false;
+  private retryTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly opts: ShardedBusOptions,
@@ -172,6 +177,7 @@ export class ShardedBus implements Bus {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
     await Promise.allSettled([...this.conns.values()].map((c) => c.redis.quit()));
     for (const c of this.conns.values()) c.redis.disconnect();
     this.conns.clear();
@@ -188,7 +194,7 @@ export class ShardedBus implements Bus {
 
   async subscribe(channel: string): Promise<void> {
     let p = this.wanted.get(channel);
-    if (!p) this.wanted.set(channel, (p = { slot: keySlot(channel), established: false }));
+    if (!p) this.wanted.set(channel, (p = { slot: keySlot(channel) }));
     if (p.on) return;
     try {
       await this.place(channel, p);
@@ -235,7 +241,6 @@ export class ShardedBus implements Bus {
       return;
     }
     p.on = owner;
-    p.established = true;
   }
 
   private conn(key: string): ShardConn {
@@ -259,7 +264,11 @@ export class ShardedBus implements Bus {
       if (conn.broken) return;
       conn.broken = true;
       this.log.info({ node: key, why }, 'shard subscriber lost; re-placing its channels');
-      for (const p of this.wanted.values()) if (p.on === key) p.on = undefined;
+      for (const p of this.wanted.values())
+        if (p.on === key) {
+          p.on = undefined;
+          this.lost = true;
+        }
       redis.disconnect();
       if (this.conns.get(key) === conn) this.conns.delete(key);
       this.scheduleRefresh();
@@ -314,7 +323,6 @@ export class ShardedBus implements Bus {
     if (covered === 16384) this.owners = owners;
     else if (this.owners.length === 0) this.owners = [];
 
-    let lost = false;
     const work: Promise<void>[] = [];
     for (const [channel, p] of this.wanted) {
       const owner = this.owners[p.slot];
@@ -324,8 +332,8 @@ export class ShardedBus implements Bus {
         const old = this.conns.get(p.on);
         if (old && !old.broken) void old.redis.sunsubscribe(channel).catch(() => undefined);
         p.on = undefined;
+        this.lost = true;
       }
-      if (p.established) lost = true;
       work.push(
         this.place(channel, p).catch((err: Error) =>
           this.log.warn({ err: err.message, channel }, 'sharded subscribe failed; retrying'),
@@ -336,26 +344,22 @@ export class ShardedBus implements Bus {
     // Connections to nodes that own nothing any more (a failed-over primary) go.
     const live = new Set(this.owners);
     for (const [key, conn] of this.conns)
-      if (!live.has(key) && ![...this.wanted.values()].some((p) => p.on === key)) {
+      if (!live.has(key)) {
         conn.broken = true;
         conn.redis.disconnect();
         this.conns.delete(key);
       }
     const unplaced = [...this.wanted.values()].some((p) => !p.on);
     if (unplaced) this.scheduleRetry();
-    if (lost && !unplaced) {
-      this.log.info({ channels: this.wanted.size }, 'sharded subscriptions re-established; resyncing streams');
-      this.cb.resync();
-    } else if (lost) {
-      this.pendingResync = true;
-    } else if (this.pendingResync && !unplaced) {
-      this.pendingResync = false;
+    else if (this.lost) {
+      this.lost = false;
+      this.log.info(
+        { channels: this.wanted.size },
+        'sharded subscriptions re-established; resyncing streams',
+      );
       this.cb.resync();
     }
   }
-
-  private pendingResync = false;
-  private retryTimer?: NodeJS.Timeout;
 
   private scheduleRetry(): void {
     if (this.stopped || this.retryTimer) return;

@@ -1,6 +1,9 @@
-// Cluster engine on one Redis: history in streams, presence and connections in sorted sets that expire unless
+// Cluster engine on Redis: history in streams, presence and connections in sorted sets that expire unless
 // the owning node heartbeats, traffic on pub/sub channels the node subscribes only while it serves them.
-import { Redis, type RedisOptions } from 'ioredis';
+// Three topologies: one Redis (REDIS_URL), a primary with replicas behind Sentinel (REDIS_SENTINELS), and Redis
+// Cluster (REDIS_CLUSTER_NODES), where every stream's keys and channel share a hash tag and channels are sharded
+// (SPUBLISH/SSUBSCRIBE), so a stream's store-and-publish and its fanout stay on the shard that owns it.
+import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type {
   AppendInput,
   AppendResult,
@@ -15,11 +18,24 @@ import type {
 import { UnavailableError } from './engine';
 import { newEpoch } from './epoch';
 import { Keys } from './keys';
+import { PlainBus, ShardedBus, splitHostPort, type Bus, type SlotsReply } from './redis-connections';
 import { APPEND, CONNECTIONS, PRESENCE, RATE, READ } from './scripts';
 import type { Logger } from '../logger';
 
 export interface RedisEngineOptions {
-  url: string;
+  /** Single Redis. With cluster or sentinels set, only its credentials and TLS (rediss:) are used. */
+  url?: string;
+  /** Redis Cluster seed nodes, host:port. */
+  cluster?: string[];
+  /** Sentinels, host:port, and the name of the primary they monitor. */
+  sentinels?: string[];
+  sentinelName?: string;
+  /**
+   * Durability: after each append, WAIT until this many replicas acknowledged it (0 = do not wait). Fewer acks
+   * within waitTimeoutMs reject the append with UnavailableError (the client may retry with the same key).
+   */
+  waitReplicas?: number;
+  waitTimeoutMs?: number;
   nodeId: string;
   keyPrefix: string;
   commandTimeoutMs: number;
@@ -34,8 +50,10 @@ export interface RedisEngineOptions {
 /** Told about every Redis command: which, how long, and whether it failed. */
 export type CommandObserver = (command: string, seconds: number, ok: boolean) => void;
 
-type Scripted = Redis & {
-  rcAppend(...args: (string | number)[]): Promise<[number, number | string, string?]>;
+type AppendReply = [number, number | string, string?];
+
+type Scripted = (Redis | Cluster) & {
+  rcAppend(...args: (string | number)[]): Promise<AppendReply>;
   rcRead(...args: (string | number)[]): Promise<[string, string, [string, string[]][]]>;
   rcPresence(...args: (string | number)[]): Promise<string[]>;
   rcConnections(...args: (string | number)[]): Promise<number>;
@@ -65,17 +83,45 @@ export function parseBusPayload(buf: Buffer): BusMessage | undefined {
   };
 }
 
+/** Credentials and TLS from a redis:// or rediss:// URL, for every node of a cluster or sentinel setup. */
+function credentials(url: string | undefined): RedisOptions {
+  if (!url) return {};
+  const u = new URL(url);
+  return {
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    tls: u.protocol === 'rediss:' ? {} : undefined,
+  };
+}
+
+function hostPort(addr: string): { host: string; port: number } {
+  const [host, port] = splitHostPort(addr);
+  return { host, port };
+}
+
+const retryStrategy = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000);
+
+/** Connections per node reserved for appends that WAIT for replicas (each carries one WAIT at a time). */
+const WAIT_CONNECTIONS = 4;
+
+const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
+
 export class RedisEngine implements Engine {
   readonly kind = 'redis';
+  /** Which Redis topology this engine runs on. */
+  readonly topology: 'single' | 'sentinel' | 'cluster';
   private readonly keys: Keys;
   private readonly redis: Scripted;
-  private readonly sub: Redis;
+  private readonly bus: Bus;
   private handler: BusHandler = () => {};
   private resync: () => void = () => {};
-  private subReadyOnce = false;
   private pingOk = false;
   private pinger?: NodeJS.Timeout;
-  private readonly publishCommand = 'publish';
+  private readonly publishCommand: 'publish' | 'spublish';
+  /** '1' where a replica can be promoted (cluster, sentinel): see FAILOVER_OFFSET_JUMP. */
+  private readonly failoverJump: '0' | '1';
+  private readonly writers: Scripted[];
+  private nextWriter = 0;
 
   constructor(
     private readonly opts: RedisEngineOptions,
@@ -83,41 +129,54 @@ export class RedisEngine implements Engine {
     private readonly observe: CommandObserver = () => {},
   ) {
     this.keys = new Keys(opts.keyPrefix);
-    const common: RedisOptions = {
-      lazyConnect: true,
-      connectionName: `gateway:${opts.nodeId}`,
-      retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
+    this.topology = opts.cluster?.length ? 'cluster' : opts.sentinels?.length ? 'sentinel' : 'single';
+    this.publishCommand = this.topology === 'cluster' ? 'spublish' : 'publish';
+    this.failoverJump = this.topology === 'single' ? '0' : '1';
+    const common: RedisOptions = { lazyConnect: true, retryStrategy };
+    const busCallbacks = {
+      message: (channel: string, payload: Buffer) => {
+        const message = parseBusPayload(payload);
+        if (message) this.handler(channel, message);
+      },
+      resync: () => this.resync(),
     };
-    this.redis = new Redis(opts.url, {
-      ...common,
-      commandTimeout: opts.commandTimeoutMs,
-      maxRetriesPerRequest: 0,
-      enableOfflineQueue: false,
-      enableAutoPipelining: true,
-    }) as Scripted;
-    this.sub = new Redis(opts.url, { ...common, connectionName: `gateway-sub:${opts.nodeId}` });
-    this.redis.defineCommand('rcAppend', { numberOfKeys: 3, lua: APPEND });
-    this.redis.defineCommand('rcRead', { numberOfKeys: 2, lua: READ });
-    this.redis.defineCommand('rcPresence', { numberOfKeys: 2, lua: PRESENCE });
-    this.redis.defineCommand('rcConnections', { numberOfKeys: 2, lua: CONNECTIONS });
-    this.redis.defineCommand('rcRate', { numberOfKeys: 1, lua: RATE });
-    for (const [name, client] of [
-      ['redis', this.redis],
-      ['redis-sub', this.sub],
-    ] as const) {
-      client.on('error', (err: Error) => this.log.warn({ err: err.message, client: name }, 'redis error'));
+    this.redis = this.client(`gateway:${opts.nodeId}`);
+    if (this.topology === 'cluster') {
+      const auth = credentials(opts.url);
+      const cluster = this.redis as Cluster;
+      this.bus = new ShardedBus(
+        {
+          slots: () => cluster.call('CLUSTER', 'SLOTS') as Promise<SlotsReply>,
+          connection: {
+            ...auth,
+            connectionName: `gateway-sub:${opts.nodeId}`,
+            commandTimeout: opts.commandTimeoutMs,
+            retryStrategy: () => null,
+          },
+          refreshMs: 1000,
+        },
+        busCallbacks,
+        log,
+      );
+    } else if (this.topology === 'sentinel') {
+      this.bus = new PlainBus(
+        { ...common, ...this.sentinelOptions(), connectionName: `gateway-sub:${opts.nodeId}` },
+        busCallbacks,
+        log,
+      );
+    } else {
+      this.bus = new PlainBus(
+        { ...common, connectionName: `gateway-sub:${opts.nodeId}` },
+        busCallbacks,
+        log,
+        opts.url,
+      );
     }
-    this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) => {
-      const message = parseBusPayload(payload);
-      if (message) this.handler(channel.toString(), message);
-    });
-    this.sub.on('ready', () => {
-      if (this.subReadyOnce) {
-        this.log.info('redis subscriber reconnected; resyncing streams');
-        this.resync();
-      }
-      this.subReadyOnce = true;
-    });
+    // WAIT blocks the connection it is sent on until the replicas answer, so durable appends get connections of
+    // their own: reads, presence and pings never queue behind a WAIT.
+    this.writers = opts.waitReplicas
+      ? Array.from({ length: WAIT_CONNECTIONS }, (_, i) => this.client(`gateway-w${i}:${opts.nodeId}`))
+      : [];
     this.redis.on('ready', () => {
       this.pingOk = true;
     });
@@ -126,10 +185,97 @@ export class RedisEngine implements Engine {
     });
   }
 
+  /** A command client of this engine's topology, scripts defined; lazy (start() connects it). */
+  private client(connectionName: string): Scripted {
+    const opts = this.opts;
+    const commands: RedisOptions = {
+      connectionName,
+      commandTimeout: opts.commandTimeoutMs,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+    };
+    let client: Scripted;
+    if (this.topology === 'cluster') {
+      client = new Cluster(opts.cluster!.map(hostPort) as ClusterNode[], {
+        lazyConnect: true,
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        scaleReads: 'master',
+        slotsRefreshInterval: 2000,
+        clusterRetryStrategy: retryStrategy,
+        redisOptions: { ...credentials(opts.url), ...commands },
+      }) as Scripted;
+    } else if (this.topology === 'sentinel') {
+      client = new Redis({
+        lazyConnect: true,
+        retryStrategy,
+        ...this.sentinelOptions(),
+        ...commands,
+      }) as Scripted;
+    } else {
+      if (!opts.url) throw new Error('RedisEngine needs url, cluster or sentinels');
+      client = new Redis(opts.url, { lazyConnect: true, retryStrategy, ...commands }) as Scripted;
+    }
+    client.defineCommand('rcAppend', { numberOfKeys: 3, lua: APPEND });
+    client.defineCommand('rcRead', { numberOfKeys: 2, lua: READ });
+    client.defineCommand('rcPresence', { numberOfKeys: 2, lua: PRESENCE });
+    client.defineCommand('rcConnections', { numberOfKeys: 2, lua: CONNECTIONS });
+    client.defineCommand('rcRate', { numberOfKeys: 1, lua: RATE });
+    client.on('error', (err: Error) =>
+      this.log.warn({ err: err.message, client: connectionName.split(':')[0] }, 'redis error'),
+    );
+    return client;
+  }
+
+  private sentinelOptions(): RedisOptions {
+    return {
+      ...credentials(this.opts.url),
+      sentinels: this.opts.sentinels!.map(hostPort),
+      name: this.opts.sentinelName ?? 'mymaster',
+      failoverDetector: true,
+      sentinelRetryStrategy: retryStrategy,
+      // A primary demoted under us answers writes with READONLY: reconnect, asking the sentinels again.
+      reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
+    };
+  }
+
+  /**
+   * The append and a WAIT, pipelined on one writer connection (a pipeline goes to one node, the stream's
+   * primary): resolves once waitReplicas replicas hold the append (and everything before it on that connection).
+   */
+  private async appendDurably(args: (string | number)[]): Promise<AppendReply> {
+    const writer = this.writers[this.nextWriter++ % this.writers.length]!;
+    const want = this.opts.waitReplicas!;
+    const timeoutMs = this.opts.waitTimeoutMs ?? 500;
+    for (let attempt = 0; ; attempt++) {
+      const pipeline = writer.pipeline() as ReturnType<Redis['pipeline']> & {
+        rcAppend(...a: (string | number)[]): unknown;
+      };
+      pipeline.rcAppend(...args);
+      pipeline.wait(want, timeoutMs);
+      const results = (await pipeline.exec()) ?? [];
+      const [appendErr, reply] = results[0] ?? [new Error('no reply')];
+      if (appendErr) {
+        // A pipeline is not redirected by ioredis: after resharding or a failover, learn the new owner, once.
+        if (attempt === 0 && writer instanceof Cluster && REDIRECTED.test(appendErr.message)) {
+          await new Promise<void>((done) => writer.refreshSlotsCache(() => done()));
+          continue;
+        }
+        throw appendErr;
+      }
+      const [waitErr, acks] = results[1] ?? [new Error('no WAIT reply')];
+      if (waitErr) throw waitErr;
+      if (Number(acks) < want)
+        throw new Error(`${String(acks)} of ${want} replicas acknowledged within ${timeoutMs} ms`);
+      return reply as AppendReply;
+    }
+  }
+
   async start(): Promise<void> {
-    // Both connections keep retrying in the background if Redis is down now; /readyz says so meanwhile.
-    const connect = (c: Redis) => c.connect().catch(() => undefined);
-    await Promise.all([connect(this.redis), connect(this.sub)]);
+    // The connections keep retrying in the background if Redis is down now; /readyz says so meanwhile.
+    await Promise.all([this.redis, ...this.writers].map((c) => c.connect().catch(() => undefined)));
+    await this.bus.start().catch((err: Error) => this.log.warn({ err: err.message }, 'bus start failed'));
     this.pinger = setInterval(() => {
       this.timed('ping', () => this.redis.ping()).then(
         () => (this.pingOk = true),
@@ -140,11 +286,11 @@ export class RedisEngine implements Engine {
 
   async stop(): Promise<void> {
     clearInterval(this.pinger);
-    await Promise.allSettled([this.redis.quit(), this.sub.quit()]);
+    await Promise.allSettled([this.redis.quit(), ...this.writers.map((w) => w.quit()), this.bus.stop()]);
   }
 
   ready(): boolean {
-    return this.pingOk && this.redis.status === 'ready' && this.sub.status === 'ready';
+    return this.pingOk && this.redis.status === 'ready' && this.bus.ready();
   }
 
   channel(stream: StreamRef): string {
@@ -160,11 +306,15 @@ export class RedisEngine implements Engine {
   }
 
   async subscribe(channel: string): Promise<void> {
-    await this.sub.subscribe(channel);
+    try {
+      await this.bus.subscribe(channel);
+    } catch (err) {
+      throw new UnavailableError(`subscribe failed: ${(err as Error).message}`);
+    }
   }
 
   async unsubscribe(channel: string): Promise<void> {
-    await this.sub.unsubscribe(channel);
+    await this.bus.unsubscribe(channel);
   }
 
   /** Runs a command, reporting its latency; any failure becomes UnavailableError. */
@@ -191,25 +341,27 @@ export class RedisEngine implements Engine {
     const dedupKey = input.dedup
       ? this.keys.dedup(ref, input.dedup.scope, input.dedup.key)
       : this.keys.dedup(ref, '-', '-');
-    const reply = await this.timed('append', () =>
-      this.redis.rcAppend(
-        this.keys.meta(ref),
-        this.keys.history(ref),
-        dedupKey,
-        input.type,
-        input.tail,
-        input.ts,
-        input.skip ?? '',
-        size,
-        ttlS,
-        this.opts.dedupWindowS,
-        newEpoch(),
-        this.keys.channel(ref),
-        input.dedup ? '1' : '0',
-        this.publishCommand,
-        input.id,
-      ),
-    );
+    const args: (string | number)[] = [
+      this.keys.meta(ref),
+      this.keys.history(ref),
+      dedupKey,
+      input.type,
+      input.tail,
+      input.ts,
+      input.skip ?? '',
+      size,
+      ttlS,
+      this.opts.dedupWindowS,
+      newEpoch(),
+      this.keys.channel(ref),
+      input.dedup ? '1' : '0',
+      this.publishCommand,
+      input.id,
+      this.failoverJump,
+    ];
+    const reply = this.opts.waitReplicas
+      ? await this.timed('append', () => this.appendDurably(args))
+      : await this.timed('append', () => this.redis.rcAppend(...args));
     if (reply[0] === 1) {
       return {
         offset: Number(reply[1]),
@@ -318,7 +470,7 @@ export class RedisEngine implements Engine {
 
   async disconnectUser(user: string): Promise<void> {
     await this.timed('publish', () =>
-      this.redis.publish(this.keys.channel({ kind: 'inbox', name: user }), 'c|disconnect'),
+      this.redis.call(this.publishCommand, this.keys.channel({ kind: 'inbox', name: user }), 'c|disconnect'),
     );
   }
 

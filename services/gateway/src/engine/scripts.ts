@@ -1,8 +1,17 @@
 // Lua scripts run atomically by Redis. Each touches only keys of one hash tag (one Cluster slot).
 
 /**
+ * After a failover the new primary may lack the last writes of the old one, which subscribers may already
+ * have received live. The first append to a stream after its primary changed skips this many offsets, so a
+ * reused offset can never hide a new message behind one a subscriber saw: readers get an explicit gap instead.
+ */
+export const FAILOVER_OFFSET_JUMP = 1_000_000;
+
+/**
  * KEYS: meta, history, dedup.  ARGV: type, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s, new_epoch, channel,
- * use_dedup ('1'|'0'), publish command, id.
+ * use_dedup ('1'|'0'), publish command, id, failover_jump ('1'|'0').
+ * With failover_jump, the meta hash remembers the primary's replication id (r); when it differs (a replica was
+ * promoted since the last append), the offset jumps by FAILOVER_OFFSET_JUMP first.
  * Returns {1, offset, epoch} when stored and published, {0, "offset|epoch|id|ts"} for a duplicate.
  */
 export const APPEND = `
@@ -15,6 +24,14 @@ if not epoch then
   epoch = ARGV[8]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
+end
+if ARGV[13] == '1' then
+  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  local was = redis.call('HGET', KEYS[1], 'r')
+  if was ~= rid then
+    if was then redis.call('HINCRBY', KEYS[1], 'o', ${FAILOVER_OFFSET_JUMP}) end
+    redis.call('HSET', KEYS[1], 'r', rid)
+  end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local frame = '{"type":"' .. ARGV[1] .. '","offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. ARGV[2]
