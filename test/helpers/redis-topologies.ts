@@ -242,17 +242,17 @@ export async function startCluster(
                 .sort(),
             );
           const first = owners(views[0]!);
-            console.log(
-              JSON.stringify(
-                views.map((v) => [
-                  infoField(v.info, 'cluster_state'),
-                  infoField(v.info, 'cluster_slots_ok'),
-                  owners(v) === first,
-                  infoField(v.repl, 'role'),
-                  infoField(v.repl, 'master_link_status'),
-                ]),
-              ),
-            );
+          console.log(
+            JSON.stringify(
+              views.map((v) => [
+                infoField(v.info, 'cluster_state'),
+                infoField(v.info, 'cluster_slots_ok'),
+                owners(v) === first,
+                infoField(v.repl, 'role'),
+                infoField(v.repl, 'master_link_status'),
+              ]),
+            ),
+          );
           return views.every(
             (v) =>
               infoField(v.info, 'cluster_state') === 'ok' &&
