@@ -1,0 +1,5 @@
+export class SharedArray {
+  constructor(_name, fn) {
+    return fn();
+  }
+}
