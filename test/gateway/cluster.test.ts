@@ -195,3 +195,23 @@ test('SIGTERM drains: not ready, reconnect event and 1001 to clients, Redis entr
   expect(await redis.cli('HKEYS', 'rc:{r:drain}:pu')).toBe('');
   expect(await redis.cli('ZCARD', 'rc:{u:henry}:c')).toBe('0');
 });
+
+test('a dead socket (no pongs) is closed after IDLE_TIMEOUT_S and leaves its rooms and presence on every node', async () => {
+  const f = await startGateway({ REDIS_URL: redis.url, IDLE_TIMEOUT_S: '8' });
+  try {
+    const watcher = await connect(a, 'watcher2');
+    await watcher.ok({ type: 'join', room: 'idle' });
+    const ghost = await TestClient.connect(f.wsUrl, token('ghost'));
+    await ghost.ok({ type: 'join', room: 'idle' });
+    await watcher.waitFor((fr) => fr.type === 'presence' && fr.event === 'join' && fr.user === 'ghost');
+    // Stop reading: the client no longer answers the server's pings, like a peer that vanished.
+    (ghost.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    await watcher.waitFor(
+      (fr) => fr.type === 'presence' && fr.event === 'leave' && fr.user === 'ghost',
+      20_000,
+    );
+    expect((await watcher.ok({ type: 'presence', room: 'idle' })).presence).toEqual(['watcher2']);
+  } finally {
+    await f.kill();
+  }
+}, 30_000);
