@@ -113,9 +113,9 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     staticDir: config.staticDir,
   });
 
-  const reject = (status: number, reason: string, error: string) => {
+  const reject = (status: number, reason: string, error: string, headers?: Record<string, string>) => {
     metrics.upgradesRejected.inc({ reason });
-    return { status, body: JSON.stringify({ error, reason }) };
+    return { status, body: JSON.stringify({ error, reason }), headers };
   };
 
   const transport = new UwsTransport(
@@ -139,7 +139,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           return reject(403, 'origin', 'forbidden');
         if (!ipLimiter.allow(ip)) {
           metrics.rateLimited.inc({ scope: 'ip' });
-          return reject(429, 'rate_limited', 'rate_limited');
+          return reject(429, 'rate_limited', 'rate_limited', { 'retry-after': '1' });
         }
         try {
           return { identity: verifier.verify(token) };

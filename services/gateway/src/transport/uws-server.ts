@@ -16,7 +16,9 @@ export interface UpgradeInfo {
 /** What the transport asks of the application. */
 export interface TransportHandlers {
   /** Decides an upgrade: an identity to accept, or an HTTP status and JSON body to refuse with. */
-  upgrade(info: UpgradeInfo): { identity: Identity } | { status: number; body: string };
+  upgrade(
+    info: UpgradeInfo,
+  ): { identity: Identity } | { status: number; body: string; headers?: Record<string, string> };
   open(conn: Connection, identity: Identity): Client;
   message(client: Client, text: string, bytes: number): void;
   binary(client: Client, bytes: number): void;
@@ -146,10 +148,9 @@ export class UwsTransport {
     if (aborted) return;
     res.cork(() => {
       if ('status' in decision) {
-        res
-          .writeStatus(status(decision.status))
-          .writeHeader('content-type', 'application/json')
-          .end(decision.body);
+        res.writeStatus(status(decision.status)).writeHeader('content-type', 'application/json');
+        for (const [k, v] of Object.entries(decision.headers ?? {})) res.writeHeader(k, v);
+        res.end(decision.body);
         return;
       }
       const data: SocketData = { id: connectionId(), identity: decision.identity };
