@@ -39,6 +39,8 @@ let layout: Layout | undefined;
 const conns: Conn[] = [];
 const phases = new Map<number, PhaseState>();
 const streamSeq = new Map<string, number>();
+/** Connections of the scenario (any generator's) that failed to connect or join: they receive nothing. */
+const absent = new Set<number>();
 let lost = 0;
 let gapped = 0;
 let rr = 0;
@@ -85,6 +87,7 @@ async function connectRange(l: Layout, from: number, to: number, join: boolean):
   let next = from;
   let connected = 0;
   let failed = 0;
+  const failedIndices: number[] = [];
   const worker = async () => {
     while (next < to) {
       const i = next++;
@@ -104,16 +107,19 @@ async function connectRange(l: Layout, from: number, to: number, join: boolean):
         );
       } catch (e) {
         failed += 1;
+        failedIndices.push(i);
         if (errors.length < 5) errors.push(`connect ${i}: ${(e as Error).message}`);
         continue;
       }
       latency.record(nowUs() - t0);
-      conns.push({ index: i, client });
       try {
         if (join && l.kind === 'rooms') await client.join(`${l.roomPrefix}${roomIndexOf(l, i)}`);
+        conns.push({ index: i, client });
         connected += 1;
       } catch (e) {
+        client.close();
         failed += 1;
+        failedIndices.push(i);
         if (errors.length < 5) errors.push(`join ${i}: ${(e as Error).message}`);
       }
     }
@@ -122,6 +128,7 @@ async function connectRange(l: Layout, from: number, to: number, join: boolean):
   return {
     connected,
     failed,
+    failedIndices,
     errors,
     elapsedMs: performance.now() - started,
     connectLatency: latency.toJSON(),
@@ -147,12 +154,12 @@ function runPhase(l: Layout, k: number, ratePerSec: number, durationMs: number):
       stream = `u${c.index}`;
       const to = userOf(l, c.index ^ 1);
       send = (body) => c.client.dm(to, body);
-      deliveries = 1;
+      deliveries = absent.has(c.index ^ 1) ? 0 : 1;
     } else {
       const room = `${l.roomPrefix}${roomIndexOf(l, c.index)}`;
       stream = `${genId}:${room}`;
       send = (body) => c.client.publish(room, body);
-      deliveries = roomMembers(l, c.index);
+      deliveries = roomMembers(l, c.index, absent);
     }
     const s = (streamSeq.get(stream) ?? 0) + 1;
     streamSeq.set(stream, s);
@@ -209,9 +216,13 @@ async function handle(req: Request): Promise<Reply> {
     case 'init':
       genId = req.genId;
       layout = req.layout;
+      absent.clear();
       return { type: 'ok' };
     case 'connect':
       return { type: 'connected', ...(await connectRange(layout!, req.from, req.to, req.join)) };
+    case 'absent':
+      for (const i of req.indices) absent.add(i);
+      return { type: 'ok' };
     case 'phase':
       return { type: 'sent', ...(await runPhase(layout!, req.phase, req.ratePerSec, req.durationMs)) };
     case 'progress': {

@@ -36,10 +36,13 @@ export function roomIndexOf(layout: Layout, i: number): number {
   return Math.floor(i / layout.roomSize);
 }
 
-/** Members of the room connection i belongs to. */
-export function roomMembers(layout: Layout, i: number): number {
+/** Members of the room connection i belongs to, less those in `absent` (connections that failed). */
+export function roomMembers(layout: Layout, i: number, absent?: ReadonlySet<number>): number {
   const start = roomIndexOf(layout, i) * layout.roomSize;
-  return Math.min(layout.roomSize, layout.total - start);
+  const end = Math.min(start + layout.roomSize, layout.total);
+  let n = end - start;
+  if (absent && absent.size > 0) for (let j = start; j < end; j++) if (absent.has(j)) n -= 1;
+  return n;
 }
 
 export interface PhaseStatsJson {
@@ -58,6 +61,7 @@ export interface PhaseStatsJson {
 export type Request =
   | { type: 'init'; genId: number; layout: Layout }
   | { type: 'connect'; from: number; to: number; join: boolean }
+  | { type: 'absent'; indices: number[] }
   | { type: 'phase'; phase: number; ratePerSec: number; durationMs: number }
   | { type: 'progress' }
   | { type: 'collect'; phases: number[] }
@@ -66,6 +70,8 @@ export type Request =
 export interface ConnectResult {
   connected: number;
   failed: number;
+  /** Indices of the connections that failed to connect or join (they receive nothing). */
+  failedIndices: number[];
   errors: string[];
   elapsedMs: number;
   /** connect call -> welcome (relay) or connect event (Socket.IO), µs. */

@@ -116,6 +116,7 @@ export class GeneratorPool {
     const merged: ConnectResult = {
       connected: 0,
       failed: 0,
+      failedIndices: [],
       errors: [],
       elapsedMs: 0,
       connectLatency: latency.toJSON(),
@@ -124,10 +125,16 @@ export class GeneratorPool {
       slices[i]!.g.conns += r.connected;
       merged.connected += r.connected;
       merged.failed += r.failed;
+      merged.failedIndices.push(...r.failedIndices);
       merged.errors.push(...r.errors);
       latency.merge(r.connectLatency);
     });
     merged.elapsedMs = performance.now() - started;
+    // Every generator must know who is missing, so that no message counts a delivery to a connection that failed.
+    if (merged.failedIndices.length > 0)
+      await Promise.all(
+        this.gens.map((g) => this.request(g, { type: 'absent', indices: merged.failedIndices }, 'ok')),
+      );
     merged.connectLatency = latency.toJSON();
     return merged;
   }

@@ -3,6 +3,7 @@
 import fc from 'fast-check';
 import { Histogram } from '../../loadtest/lib/histogram';
 import { SeqWindow } from '../../loadtest/lib/seq';
+import { roomMembers, type Layout } from '../../loadtest/lib/ipc';
 import { sampleProc } from '../../loadtest/lib/proc';
 import { ratio } from '../../loadtest/lib/report';
 import { lineChart } from '../../loadtest/lib/svg';
@@ -55,6 +56,17 @@ describe('SeqWindow', () => {
         expect(w.missing(200)).toBe(200 - distinct.size);
       }),
     );
+  });
+});
+
+describe('roomMembers', () => {
+  test('counts the members of a room, the last one partial, less the connections that failed', () => {
+    const l = { roomSize: 5, total: 12 } as Layout;
+    expect(roomMembers(l, 0)).toBe(5);
+    expect(roomMembers(l, 7)).toBe(5);
+    expect(roomMembers(l, 11)).toBe(2);
+    expect(roomMembers(l, 6, new Set([5, 9, 10]))).toBe(3);
+    expect(roomMembers(l, 10, new Set([10]))).toBe(1);
   });
 });
 
