@@ -177,3 +177,17 @@ test('dev mode serves /dev/token and its tokens work; with a key configured /dev
   // The secret's tokens are not valid elsewhere: a token minted with TEST_SECRET has no issuer here.
   expect((await upgradeStatus(gw.wsUrl, `?token=${token('x')}`)).status).toBe(401);
 });
+
+test('DEV_TOKENS=true serves /dev/token signed with the shared JWT_SECRET: its tokens work on every node', async () => {
+  const env = { JWT_SECRET: 'shared-secret-0123456789', DEV_TOKENS: 'true' };
+  const [n1, n2] = await Promise.all([startGateway(env), startGateway(env)]);
+  try {
+    const res = await fetch(`${n1.url}/dev/token`, { method: 'POST', body: JSON.stringify({ user: 'sam' }) });
+    const { token: t } = (await res.json()) as { token: string };
+    const c = await TestClient.connect(n2.wsUrl, t);
+    expect(c.welcome).toMatchObject({ user: 'sam', node: n2.nodeId });
+    await c.close();
+  } finally {
+    await Promise.all([n1.kill(), n2.kill()]);
+  }
+});

@@ -7,9 +7,11 @@ export class Stats {
   framesOut = new Map<string, number>();
   bytesOut = 0;
   bytesIn = 0;
-  countOut(type: string, bytes: number): void {
-    this.framesOut.set(type, (this.framesOut.get(type) ?? 0) + 1);
-    this.bytesOut += bytes;
+  /** `count` frames of `bytes` each. */
+  countOut(type: string, bytes: number, count = 1): void {
+    if (count === 0) return;
+    this.framesOut.set(type, (this.framesOut.get(type) ?? 0) + count);
+    this.bytesOut += bytes * count;
   }
 }
 

@@ -103,7 +103,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   const routes = createRoutes({
     ready,
     metrics: async () => ({ body: await metrics.registry.metrics(), type: metrics.registry.contentType }),
-    mintToken: config.jwt.dev
+    mintToken: config.jwt.devTokens
       ? (user, rooms, ttl) => mintDevToken(config.jwt.secret!, user, rooms, ttl)
       : undefined,
     apiKey: config.apiKey,

@@ -155,15 +155,21 @@ export class Hub {
     this.events.backpressure();
   }
 
-  private write(client: Client, frame: string | Uint8Array, type: string): boolean {
+  /** Writes one frame; false if it was not written (the connection is then marked slow). Not counted. */
+  private send(client: Client, frame: string | Uint8Array): boolean {
     const status = client.conn.send(frame);
     if (status === SendStatus.DROPPED) {
       this.markSlow(client);
       return false;
     }
-    this.stats.countOut(type, frame.length);
     if (status === SendStatus.BUFFERED && client.conn.bufferedAmount() > this.opts.slowConsumerBytes)
       this.markSlow(client);
+    return true;
+  }
+
+  private write(client: Client, frame: string | Uint8Array, type: string): boolean {
+    if (!this.send(client, frame)) return false;
+    this.stats.countOut(type, frame.length);
     return true;
   }
 
@@ -177,8 +183,9 @@ export class Hub {
     } else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
   }
 
+  /** The hot path: one bus event to every local connection of the stream. */
   private deliver(topic: Topic, m: Extract<BusMessage, { kind: 'event' }>): void {
-    const type = topic.ref.kind === 'room' ? 'message' : 'dm';
+    let sent = 0;
     for (const [client, sub] of topic.subs) {
       if (sub.catchingUp || client.lagging || m.epoch !== sub.epoch || m.offset > sub.offset + 1) {
         // Not the next event for this connection: note it; history will supply it in order.
@@ -192,8 +199,12 @@ export class Hub {
         sub.offset = m.offset;
         continue;
       }
-      if (this.write(client, m.frame, type)) sub.offset = m.offset;
+      if (this.send(client, m.frame)) {
+        sub.offset = m.offset;
+        sent++;
+      }
     }
+    this.stats.countOut(topic.ref.kind === 'room' ? 'message' : 'dm', m.frame.length, sent);
     this.events.delivered((Date.now() - m.ts) / 1000);
   }
 
