@@ -36,6 +36,7 @@ const USAGE = `usage: npm run bench -- [options]
   --generators N        generator processes (default 2)
   --addresses N         loopback source addresses 127.0.0.2 ... (default 4)
   --only relay|socketio run one system only
+  --scenarios LIST      some of idle,fanout,chat,dm (default all)
   --no-reference        skip redis-benchmark and the single-node local fanout
   --out DIR             results directory (default bench-results)
   --docs                also write the charts to docs/
@@ -96,6 +97,7 @@ interface Ctx {
   perProcessCap: number;
   /** How many times a step disturbed by other work on the machine is repeated. */
   retries: number;
+  scenarios: Set<string>;
 }
 
 function layoutFor(
@@ -477,52 +479,60 @@ async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
   const { redis, nodes } = await startServers(ctx, system, true, 2);
   const procs: ServerProc[] = [...nodes, ...(redis ? [redis] : [])];
   try {
-    const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
-    live.add(pool);
-    try {
-      result.idle = await idle(ctx, system, nodes[0]!, pool, result.problems);
-      if (pool.lost() > 0) result.problems.push(`idle: ${pool.lost()} connections closed by the server`);
-    } finally {
-      await stopAll([], pool);
+    if (ctx.scenarios.has('idle')) {
+      const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
+      live.add(pool);
+      try {
+        result.idle = await idle(ctx, system, nodes[0]!, pool, result.problems);
+        if (pool.lost() > 0) result.problems.push(`idle: ${pool.lost()} connections closed by the server`);
+      } finally {
+        await stopAll([], pool);
+      }
     }
 
-    const f = await fanout(ctx, system, nodes, redis, `${label} fanout`);
-    result.fanout = f.steps;
-    result.fanoutBest = [...f.steps].reverse().find(sustained);
-    result.problems.push(...f.problems);
+    if (ctx.scenarios.has('fanout')) {
+      const f = await fanout(ctx, system, nodes, redis, `${label} fanout`);
+      result.fanout = f.steps;
+      result.fanoutBest = [...f.steps].reverse().find(sustained);
+      result.problems.push(...f.problems);
+    }
 
     const chat = ctx.plan.chat;
-    const chatTotal = chat.rooms * chat.size;
-    const c = await onePhase(
-      ctx,
-      system,
-      'rooms',
-      nodes,
-      redis,
-      chatTotal,
-      chat.size,
-      chatTotal / (chat.intervalMs / 1000),
-      chat.durationMs,
-      `${label} chat`,
-    );
-    result.chat = c.summary;
-    result.problems.push(...c.problems);
+    if (ctx.scenarios.has('chat')) {
+      const chatTotal = chat.rooms * chat.size;
+      const c = await onePhase(
+        ctx,
+        system,
+        'rooms',
+        nodes,
+        redis,
+        chatTotal,
+        chat.size,
+        chatTotal / (chat.intervalMs / 1000),
+        chat.durationMs,
+        `${label} chat`,
+      );
+      result.chat = c.summary;
+      result.problems.push(...c.problems);
+    }
 
     const dm = ctx.plan.dm;
-    const d = await onePhase(
-      ctx,
-      system,
-      'dm',
-      nodes,
-      redis,
-      dm.pairs * 2,
-      1,
-      dm.ratePerSec,
-      dm.durationMs,
-      `${label} dm`,
-    );
-    result.dm = d.summary;
-    result.problems.push(...d.problems);
+    if (ctx.scenarios.has('dm')) {
+      const d = await onePhase(
+        ctx,
+        system,
+        'dm',
+        nodes,
+        redis,
+        dm.pairs * 2,
+        1,
+        dm.ratePerSec,
+        dm.durationMs,
+        `${label} dm`,
+      );
+      result.dm = d.summary;
+      result.problems.push(...d.problems);
+    }
   } catch (e) {
     result.problems.push(`${label}: ${(e as Error).message}`);
   } finally {
@@ -591,6 +601,7 @@ async function main(): Promise<number> {
       docs: { type: 'boolean', default: false },
       'wait-quiet': { type: 'string' },
       retries: { type: 'string' },
+      scenarios: { type: 'string', default: 'idle,fanout,chat,dm' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -618,6 +629,7 @@ async function main(): Promise<number> {
     generatorCpus: values.pin ? values['generator-cpus'] : undefined,
     perProcessCap: noFile - 500,
     retries: Number(values.retries ?? (values.quick ? 0 : 2)),
+    scenarios: new Set(values.scenarios.split(',').map((x) => x.trim())),
   };
   const result: BenchResult = {
     startedAt: new Date().toISOString(),
@@ -659,7 +671,7 @@ async function main(): Promise<number> {
     log(`pinned: server nodes on CPU ${ctx.serverCpus}, generators and Redis on CPU ${ctx.generatorCpus}`);
 
   for (const system of systems) result.systems.push(await runSystem(ctx, system));
-  if (!values['no-reference']) {
+  if (!values['no-reference'] && ctx.scenarios.has('fanout')) {
     try {
       await references(ctx, result);
     } catch (e) {
