@@ -65,6 +65,12 @@ async function openPage(origin: GatewayProc, gateways: string[], name: string): 
   return page;
 }
 
+/** Signs in through the name form: the page mints its token with POST /dev/token. */
+async function signInByName(page: Page, user: string): Promise<void> {
+  await page.fill('#signin-name', user);
+  await page.click('#signin-button');
+}
+
 async function signInWithToken(page: Page, user: string): Promise<void> {
   await page.locator('summary').click();
   await page.fill('#signin-token', token(user, { expiresIn: 3600 }));
@@ -108,10 +114,12 @@ beforeAll(async () => {
   }
   webDir = await buildWeb();
   redis = await startRedis();
-  // Node ids are ours to pick: this Redis belongs to this test alone.
+  // JWT_SECRET (the harness's) with DEV_TOKENS: people sign in by name on any node, and a token minted by one
+  // node is good on the other. Node ids are ours to pick: this Redis belongs to this test alone.
+  const CLUSTER_ENV = { REDIS_URL: redis.url, STATIC_DIR: webDir, DEV_TOKENS: 'true', USER_MSG_RATE: '1000' };
   [a, b] = await Promise.all([
-    startGateway({ REDIS_URL: redis.url, STATIC_DIR: webDir, NODE_ID: 'gw-1', USER_MSG_RATE: '1000' }),
-    startGateway({ REDIS_URL: redis.url, STATIC_DIR: webDir, NODE_ID: 'gw-2', USER_MSG_RATE: '1000' }),
+    startGateway({ ...CLUSTER_ENV, NODE_ID: 'gw-1' }),
+    startGateway({ ...CLUSTER_ENV, NODE_ID: 'gw-2' }),
   ]);
   toA = await TcpProxy.start(a.port);
   // alice: page from node A, connected to A. bob: page from node B, connected to B, then (via the proxy) A.
@@ -119,7 +127,7 @@ beforeAll(async () => {
     openPage(a, [a.wsUrl, b.wsUrl], 'alice'),
     openPage(b, [b.wsUrl, toA.wsUrl], 'bob'),
   ]);
-  await Promise.all([signInWithToken(alice, 'alice'), signInWithToken(bob, 'bob')]);
+  await Promise.all([signInByName(alice, 'alice'), signInByName(bob, 'bob')]);
   await Promise.all([expectConnected(alice, a), expectConnected(bob, b)]);
 }, TIMEOUT);
 
