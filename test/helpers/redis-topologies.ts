@@ -49,6 +49,8 @@ export interface RedisNode {
   /** SIGSTOP / SIGCONT. */
   pause(): void;
   resume(): void;
+  /** Starts the process again with the same arguments (a cluster node keeps its identity: its nodes.conf). */
+  restart(): Promise<void>;
 }
 
 async function launch(args: string[], readyLine: string, what: string): Promise<ChildProcess> {
@@ -70,16 +72,19 @@ async function launch(args: string[], readyLine: string, what: string): Promise<
   return proc;
 }
 
-function node(proc: ChildProcess, port: number): RedisNode {
+async function startNode(args: string[], readyLine: string, what: string, port: number): Promise<RedisNode> {
+  let proc = await launch(args, readyLine, what);
   const exited = () => proc.exitCode !== null || proc.signalCode !== null;
-  return {
+  const n: RedisNode = {
     port,
     addr: `127.0.0.1:${port}`,
-    pid: proc.pid!,
+    get pid() {
+      return proc.pid!;
+    },
     get running() {
       return !exited();
     },
-    cli: (...args) => redisCli(port, ...args),
+    cli: (...a) => redisCli(port, ...a),
     kill: async () => {
       if (exited()) return;
       proc.kill('SIGCONT');
@@ -88,7 +93,12 @@ function node(proc: ChildProcess, port: number): RedisNode {
     },
     pause: () => proc.kill('SIGSTOP'),
     resume: () => proc.kill('SIGCONT'),
+    restart: async () => {
+      await n.kill();
+      proc = await launch(args, readyLine, what);
+    },
   };
+  return n;
 }
 
 const BASE = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
@@ -117,6 +127,8 @@ export interface RedisClusterProc {
   primaries(): Promise<RedisNode[]>;
   /** A live replica of the given primary. */
   replicaOf(primary: RedisNode): Promise<RedisNode>;
+  /** Moves a hash slot, keys and all (MIGRATE), to another primary, as `redis-cli --cluster reshard` does. */
+  migrateSlot(slot: number, to: RedisNode): Promise<void>;
   /** Resolves once every running node reports cluster_state:ok and agrees on who owns every slot. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -156,7 +168,7 @@ export async function startCluster(
     Array.from({ length: total }, async (_, i) => {
       const port = await freePort();
       const busPort = await freePort();
-      const proc = await launch(
+      return startNode(
         [
           '--port',
           String(port),
@@ -177,8 +189,8 @@ export async function startCluster(
         ],
         'Ready to accept connections',
         `cluster node ${port}`,
+        port,
       );
-      return node(proc, port);
     }),
   );
   const addrs = nodes.map((n) => n.addr);
@@ -222,6 +234,27 @@ export async function startCluster(
       if (!r) throw new Error(`no live replica of ${primary.addr}`);
       return byAddr(r.addr);
     },
+    migrateSlot: async (slot: number, to: RedisNode) => {
+      const topo = await topology();
+      const fromInfo = topo.find(
+        (n) => n.role === 'master' && !n.failed && n.slots.some(([a, b]) => slot >= a && slot <= b),
+      )!;
+      const toInfo = topo.find((n) => n.addr === to.addr)!;
+      const from = byAddr(fromInfo.addr);
+      await to.cli('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', fromInfo.id);
+      await from.cli('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', toInfo.id);
+      for (;;) {
+        const keys = (await from.cli('CLUSTER', 'GETKEYSINSLOT', String(slot), '100'))
+          .split('\n')
+          .filter(Boolean);
+        if (keys.length === 0) break;
+        await from.cli('MIGRATE', '127.0.0.1', String(to.port), '', '0', '5000', 'KEYS', ...keys);
+      }
+      // The new owner first, then the old one, then the rest (the order redis-cli uses).
+      const others = topo.filter((t) => t.role === 'master' && !t.failed && t !== toInfo && t !== fromInfo);
+      for (const n of [toInfo, fromInfo, ...others])
+        await byAddr(n.addr).cli('CLUSTER', 'SETSLOT', String(slot), 'NODE', toInfo.id);
+    },
     waitHealthy: async (timeoutMs = 20_000) => {
       await until(
         'cluster healthy',
@@ -242,17 +275,6 @@ export async function startCluster(
                 .sort(),
             );
           const first = owners(views[0]!);
-          console.log(
-            JSON.stringify(
-              views.map((v) => [
-                infoField(v.info, 'cluster_state'),
-                infoField(v.info, 'cluster_slots_ok'),
-                owners(v) === first,
-                infoField(v.repl, 'role'),
-                infoField(v.repl, 'master_link_status'),
-              ]),
-            ),
-          );
           return views.every(
             (v) =>
               infoField(v.info, 'cluster_state') === 'ok' &&
@@ -296,23 +318,19 @@ export async function startSentinel(
   const name = opts.name ?? 'rcmaster';
   const dir = mkdtempSync(join(tmpdir(), 'rc-sentinel-'));
   const primaryPort = await freePort();
-  const primary = node(
-    await launch(
-      ['--port', String(primaryPort), ...BASE, '--dir', dir],
-      'Ready to accept connections',
-      `primary ${primaryPort}`,
-    ),
+  const primary = await startNode(
+    ['--port', String(primaryPort), ...BASE, '--dir', dir],
+    'Ready to accept connections',
+    `primary ${primaryPort}`,
     primaryPort,
   );
   const replicas = await Promise.all(
     Array.from({ length: opts.replicas ?? 1 }, async () => {
       const port = await freePort();
-      return node(
-        await launch(
-          ['--port', String(port), ...BASE, '--dir', dir, '--replicaof', '127.0.0.1', String(primaryPort)],
-          'Ready to accept connections',
-          `replica ${port}`,
-        ),
+      return startNode(
+        ['--port', String(port), ...BASE, '--dir', dir, '--replicaof', '127.0.0.1', String(primaryPort)],
+        'Ready to accept connections',
+        `replica ${port}`,
         port,
       );
     }),
@@ -347,7 +365,7 @@ export async function startSentinel(
           '',
         ].join('\n'),
       );
-      return node(await launch([conf, '--sentinel'], '+monitor master', `sentinel ${port}`), port);
+      return startNode([conf, '--sentinel'], '+monitor master', `sentinel ${port}`, port);
     }),
   );
   const byPort = (port: number) => data.find((n) => n.port === port)!;

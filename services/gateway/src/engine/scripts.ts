@@ -10,8 +10,10 @@ export const FAILOVER_OFFSET_JUMP = 1_000_000;
 /**
  * KEYS: meta, history, dedup.  ARGV: type, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s, new_epoch, channel,
  * use_dedup ('1'|'0'), publish command, id, failover_jump ('1'|'0').
- * With failover_jump, the meta hash remembers the primary's replication id (r); when it differs (a replica was
- * promoted since the last append), the offset jumps by FAILOVER_OFFSET_JUMP first.
+ * With failover_jump, the meta hash remembers the replication id (r) of the primary that last appended; when
+ * this primary's previous replication id (master_replid2) is that one, it is a replica promoted since then and
+ * the offset jumps by FAILOVER_OFFSET_JUMP first. A slot migrated to another primary (resharding) moves its keys
+ * whole with MIGRATE, loses nothing, and does not jump.
  * Returns {1, offset, epoch} when stored and published, {0, "offset|epoch|id|ts"} for a duplicate.
  */
 export const APPEND = `
@@ -26,10 +28,13 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
 end
 if ARGV[13] == '1' then
-  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  local info = redis.call('INFO', 'replication')
+  local rid = string.match(info, 'master_replid:(%x+)')
   local was = redis.call('HGET', KEYS[1], 'r')
   if was ~= rid then
-    if was then redis.call('HINCRBY', KEYS[1], 'o', ${FAILOVER_OFFSET_JUMP}) end
+    if was and was == string.match(info, 'master_replid2:(%x+)') then
+      redis.call('HINCRBY', KEYS[1], 'o', ${FAILOVER_OFFSET_JUMP})
+    end
     redis.call('HSET', KEYS[1], 'r', rid)
   end
 end
