@@ -1,6 +1,5 @@
 // Builds one gateway node from a config: engine, hub, gateway, metrics, HTTP routes and the transport, plus the
 // heartbeat and the drain. main.ts is the process around it.
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Config } from './config';
 import type { Engine } from './engine/engine';
 import { MemoryEngine } from './engine/memory-engine';
@@ -97,8 +96,6 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   const verifier = new TokenVerifier(config.jwt);
   const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);
   const ipLimiter = new IpLimiter(config.limits.connRatePerIp);
-  const loopDelay = monitorEventLoopDelay({ resolution: 20 });
-  loopDelay.enable();
 
   const routes = createRoutes({
     ready,
@@ -198,7 +195,6 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     transport.closeAll();
     await engine.removeNode(local);
     await engine.stop();
-    loopDelay.disable();
     log.info('drained');
   };
 
