@@ -317,7 +317,10 @@ async function steps(
           `max ${s.maxMs.toFixed(1)} ms, lost ${s.lost}, ${s.serverCpuUsPerDelivery.toFixed(2)} µs CPU/delivery, ` +
           `cores: servers ${s.serverCores.toFixed(2)} redis ${s.redisCores.toFixed(2)} ` +
           `generators ${(s.generatorCores ?? 0).toFixed(2)} others ${(s.otherCores ?? 0).toFixed(2)}` +
-          (sent.errors.length ? `, errors: ${sent.errors.slice(0, 2).join('; ')}` : ''),
+          (sent.errors.length ? `, errors: ${sent.errors.slice(0, 2).join('; ')}` : '') +
+          (s.slowSeconds.length
+            ? `, seconds with a delivery over 100 ms (s: worst ms): ${s.slowSeconds.map(([t, m]) => `${t}:${m}`).join(' ')}`
+            : ''),
       );
       if ((s.otherCores ?? 0) > 0.5 && attempt < retries) {
         log(`${label} ${rate} msg/s: disturbed by other work on the machine; repeating once it is quiet`);

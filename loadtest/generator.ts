@@ -21,6 +21,18 @@ class PhaseState {
   duplicates = 0;
   publishErrors = 0;
   latency = new Histogram();
+  timeline = new Map<number, [number, number]>();
+
+  record(sentUs: number, latencyUs: number): void {
+    this.delivered += 1;
+    this.latency.record(latencyUs);
+    const sec = Math.floor(sentUs / 1e6);
+    const t = this.timeline.get(sec);
+    if (t) {
+      t[0] += 1;
+      if (latencyUs > t[1]) t[1] = latencyUs;
+    } else this.timeline.set(sec, [1, latencyUs]);
+  }
 
   toJSON(): PhaseStatsJson {
     return {
@@ -30,6 +42,7 @@ class PhaseState {
       duplicates: this.duplicates,
       publishErrors: this.publishErrors,
       latency: this.latency.toJSON(),
+      timeline: [...this.timeline].map(([sec, [n, max]]) => [sec, n, max] as [number, number, number]),
     };
   }
 }
@@ -65,8 +78,7 @@ function handlersFor() {
         windows.set(body.r, w);
       }
       if (w.see(body.s)) {
-        ps.delivered += 1;
-        ps.latency.record(nowUs() - body.t);
+        ps.record(body.t, nowUs() - body.t);
       } else {
         ps.duplicates += 1;
       }

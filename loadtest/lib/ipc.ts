@@ -56,6 +56,8 @@ export interface PhaseStatsJson {
   publishErrors: number;
   /** End-to-end latency of every delivery, µs. */
   latency: HistogramJson;
+  /** Per second of send time (monotonic clock, whole seconds): [second, deliveries, worst latency µs]. */
+  timeline: Array<[number, number, number]>;
 }
 
 export type Request =

@@ -32,6 +32,8 @@ export interface PhaseResult {
   duplicates: number;
   publishErrors: number;
   latency: Histogram;
+  /** second of send time -> [deliveries, worst latency µs], merged over the generators. */
+  timeline: Map<number, [number, number]>;
 }
 
 export class GeneratorPool {
@@ -208,6 +210,7 @@ export class GeneratorPool {
         duplicates: 0,
         publishErrors: 0,
         latency: new Histogram(),
+        timeline: new Map(),
       };
       for (const reply of replies) {
         const p: PhaseStatsJson | undefined = reply.phases[k];
@@ -218,6 +221,13 @@ export class GeneratorPool {
         r.duplicates += p.duplicates;
         r.publishErrors += p.publishErrors;
         r.latency.merge(p.latency);
+        for (const [sec, n, max] of p.timeline) {
+          const t = r.timeline.get(sec);
+          if (t) {
+            t[0] += n;
+            t[1] = Math.max(t[1], max);
+          } else r.timeline.set(sec, [n, max]);
+        }
       }
       out.set(k, r);
     }

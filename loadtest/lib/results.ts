@@ -43,6 +43,8 @@ export interface PhaseSummary extends LatencySummary {
   generatorCores?: number;
   /** Cores busy with processes other than this benchmark's (other work on a shared machine). */
   otherCores?: number;
+  /** Seconds of the phase (from its first send) whose worst delivery took over 100 ms: [second, worst ms]. */
+  slowSeconds: Array<[number, number]>;
 }
 
 export interface SystemResult {
@@ -105,7 +107,16 @@ export function summarise(
     redisCpuUsPerPublish: p.published > 0 ? (redisCpuSeconds * 1e6) / p.published : 0,
     serverCores: serverCpuSeconds / seconds,
     redisCores: redisCpuSeconds / seconds,
+    slowSeconds: slowSeconds(p.timeline),
   };
+}
+
+function slowSeconds(timeline: Map<number, [number, number]>): Array<[number, number]> {
+  const secs = [...timeline.keys()].sort((a, b) => a - b);
+  const first = secs[0] ?? 0;
+  return secs
+    .filter((s) => timeline.get(s)![1] > 100_000)
+    .map((s) => [s - first, Math.round(timeline.get(s)![1] / 1000)] as [number, number]);
 }
 
 /** Sustained: every expected delivery arrived and p99 stayed under 100 ms. */
