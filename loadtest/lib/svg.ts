@@ -39,9 +39,12 @@ function label(n: number): string {
 }
 
 export function lineChart(spec: ChartSpec): string {
+  // Legend: two entries a row when the names are short, one a row otherwise.
+  const perRow = spec.series.every((s) => s.name.length <= 34) ? 2 : 1;
+  const legendRows = Math.ceil(spec.series.length / perRow);
   const W = spec.width ?? 720;
-  const H = spec.height ?? 420;
-  const m = { l: 70, r: 20, t: 40, b: 80 };
+  const H = (spec.height ?? 420) + Math.max(0, legendRows - 2) * 16;
+  const m = { l: 70, r: 20, t: 40, b: 56 + legendRows * 16 };
   const pts = spec.series
     .flatMap((s) => s.points)
     .filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
@@ -101,8 +104,8 @@ export function lineChart(spec: ChartSpec): string {
       for (const [x, y] of p)
         out.push(`<circle cx="${xOf(x).toFixed(1)}" cy="${yOf(y).toFixed(1)}" r="3" fill="${s.color}"/>`);
     }
-    const lx = m.l + (i % 2) * (plotW / 2);
-    const ly = H - 22 + Math.floor(i / 2) * 16 - (spec.series.length > 2 ? 8 : 0);
+    const lx = m.l + (i % perRow) * (plotW / 2);
+    const ly = H - m.b + 56 + Math.floor(i / perRow) * 16;
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
     out.push(
       `<line x1="${lx}" x2="${lx + 24}" y1="${ly}" y2="${ly}" stroke="${s.color}" stroke-width="2"${dash}/>`,
