@@ -189,7 +189,10 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
   const redisSentinels = read(env, 'REDIS_SENTINELS');
   if (redisCluster?.length && redisSentinels?.length)
     throw new ConfigError('set REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both');
-  if (read(env, 'REDIS_WAIT_TIMEOUT_MS')! >= read(env, 'REDIS_COMMAND_TIMEOUT_MS')!)
+  if (
+    read(env, 'REDIS_WAIT_REPLICAS')! > 0 &&
+    read(env, 'REDIS_WAIT_TIMEOUT_MS')! >= read(env, 'REDIS_COMMAND_TIMEOUT_MS')!
+  )
     throw new ConfigError('REDIS_WAIT_TIMEOUT_MS must be below REDIS_COMMAND_TIMEOUT_MS');
   const maxMessageBytes = read(env, 'MAX_MESSAGE_BYTES')!;
   const maxFrameBytes = read(env, 'MAX_FRAME_BYTES')!;
