@@ -636,6 +636,7 @@ async function main(): Promise<number> {
   };
   const result: BenchResult = {
     startedAt: new Date().toISOString(),
+    commit: (await run('git', ['describe', '--always', '--dirty']))?.trim(),
     quick: values.quick,
     pinned: values.pin ? { servers: values['server-cpus'], generators: values['generator-cpus'] } : undefined,
     machine: {

@@ -72,6 +72,8 @@ export interface References {
 
 export interface BenchResult {
   startedAt: string;
+  /** `git describe --always --dirty` of the tree the run was built from, when known. */
+  commit?: string;
   quick: boolean;
   pinned?: { servers: string; generators: string };
   machine: { cpus: string; cores: number; memGiB: number; node: string; kernel: string; noFile: number };
