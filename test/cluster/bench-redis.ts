@@ -6,7 +6,7 @@
 // subscriber connections on the channel reading every message.
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { APPEND } from '../../services/gateway/src/engine/scripts';
+import { APPEND, CONNECTIONS, PRESENCE } from '../../services/gateway/src/engine/scripts';
 import { startCluster, startSentinel, type RedisNode } from '../helpers/redis-topologies';
 
 const N = Number(process.env.BENCH_N ?? 200_000);
@@ -21,11 +21,25 @@ const PAYLOAD = `e|42|f3a9c1|1767225600000||${JSON.stringify({
   body: { text: 'x'.repeat(160) },
 })}`;
 
-function benchmark(port: number, args: string[]): Promise<number> {
+function benchmark(port: number, args: string[], extra: string[] = []): Promise<number> {
   return new Promise((resolve, reject) => {
     const c = spawn(
       'redis-benchmark',
-      ['-h', '127.0.0.1', '-p', String(port), '-c', '50', '-n', String(N), '-P', '16', '--csv', ...args],
+      [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(port),
+        '-c',
+        '50',
+        '-n',
+        String(N),
+        '-P',
+        '16',
+        '--csv',
+        ...extra,
+        ...args,
+      ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
@@ -133,6 +147,57 @@ async function main() {
   ];
   for (const subs of [0, 4])
     results.push(await row('APPEND script (one shard)', owner, ch, subs, true, appendArgs));
+
+  // The heartbeat's writes, per (room, user) and per connection, every PRESENCE_TTL_MS / 3: 1000 users in a
+  // room, 1000 connections of a user (__rand_int__ with -r 1000; keys on the owner's slot); expiries far ahead,
+  // so nothing is pruned.
+  const loader2 = new Redis({ port: owner.port, host: '127.0.0.1' });
+  const presenceSha = (await loader2.script('LOAD', PRESENCE)) as string;
+  const connectionsSha = (await loader2.script('LOAD', CONNECTIONS)) as string;
+  await loader2.quit();
+  const far = '99999999999999';
+  for (const [what, args] of [
+    [
+      'presence touch (heartbeat, per room and user)',
+      [
+        'EVALSHA',
+        presenceSha,
+        '2',
+        `${ch}:p`,
+        `${ch}:pu`,
+        'touch',
+        'bench',
+        'u__rand_int__',
+        'gw-1',
+        '1',
+        far,
+        '50000',
+        ch,
+        'spublish',
+      ],
+    ],
+    [
+      'connections touch (heartbeat, per connection)',
+      [
+        'EVALSHA',
+        connectionsSha,
+        '2',
+        `${ch}:c`,
+        `${ch}:s`,
+        'touch',
+        'gw-1',
+        'c__rand_int__',
+        '1',
+        far,
+        '50000',
+        '',
+      ],
+    ],
+  ] as const) {
+    const rps = Math.round(await benchmark(owner.port, [...args], ['-r', '1000']));
+    console.log(JSON.stringify({ what, rps }));
+    results.push({ what, rps });
+  }
 
   // All three shards at once, each on a channel it owns: what one 2-core machine gives in aggregate.
   const primaries = await cluster.primaries();

@@ -487,7 +487,7 @@ export class RedisEngine implements Engine {
       ),
     ];
     for (const [room, users] of local.rooms)
-      for (const user of users) work.push(this.presenceAdd(room, user));
+      for (const user of users) work.push(this.presenceCall('touch', room, user));
     for (const [user, conns] of local.users)
       for (const c of conns) work.push(this.connectionsCall('touch', user, c));
     await Promise.all(work);
