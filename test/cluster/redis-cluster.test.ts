@@ -1,6 +1,7 @@
 // Two gateways on a real Redis Cluster (3 primaries, 3 replicas): the cross-node protocol, sharded pub/sub that
 // keeps a room's traffic on its shard, a slot migrated mid-stream, and a primary killed mid-stream with
 // REDIS_WAIT_REPLICAS=1: no acknowledged message lost.
+import { keySlot } from '../../services/gateway/src/engine/redis-connections';
 import { startGateway, token, TestClient, until, type GatewayProc } from '../helpers/harness';
 import { infoField, startCluster, type RedisClusterProc } from '../helpers/redis-topologies';
 import {
@@ -109,6 +110,38 @@ test('a room’s keys, subscriptions and publishes stay on the shard owning its 
     'b to sunsubscribe',
     async () => (await owner.cli('PUBSUB', 'SHARDNUMSUB', channel(room))) === `${channel(room)}\n1`,
   );
+});
+
+test('the gateway computes the same hash slot as Redis for room and user channels', async () => {
+  const keys = ['rc:{r:lobby}', 'rc:{u:alice}', 'rc:{r:team-ü✓}', 'rc:nodes', 'x{}y', '{a}{b}', 'rc:{r:}x'];
+  for (let i = 0; i < 50; i++) keys.push(`rc:{r:room-${i * 7919}}`);
+  const node = cluster.nodes[0]!;
+  for (const key of keys)
+    expect([key, keySlot(key)]).toEqual([key, Number(await node.cli('CLUSTER', 'KEYSLOT', key))]);
+});
+
+test('shard subscriber connections killed mid-stream: resubscribed, caught up from history, nothing lost', async () => {
+  const room = 'c-killsub';
+  const subA = await subscriber(a, 'ka', room);
+  const subB = await subscriber(b, 'kb', room);
+  clients.push(subA, subB);
+  const pub = await connect(b, 'pk');
+  await pub.ok({ type: 'join', room });
+  const owner = await cluster.primaryOf(channel(room));
+  const stream = new StreamPublisher(pub, room);
+  stream.start();
+  await until('20 acks', () => stream.acks.length >= 20);
+  expect(Number(await owner.cli('CLIENT', 'KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(2);
+  const killedAt = stream.acks.length;
+  await until('both gateways subscribed again', async () => {
+    return (await owner.cli('PUBSUB', 'SHARDNUMSUB', channel(room))) === `${channel(room)}\n2`;
+  });
+  await until('20 acks after', () => stream.acks.length >= killedAt + 20);
+  await stream.stop();
+  for (const sub of [subA, subB]) {
+    const s = await settle(sub, room, stream.acks);
+    expect(s).toMatchObject({ lost: 0, inGap: 0, gaps: 0, duplicates: 0, outOfOrder: 0 });
+  }
 });
 
 test('a room’s slot migrated to another primary mid-stream: subscriptions follow it, nothing lost, no gap', async () => {

@@ -100,6 +100,8 @@ function hostPort(addr: string): { host: string; port: number } {
 }
 
 const retryStrategy = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000);
+/** Behind Sentinel a lost primary is replaced within seconds: look again soon (the sentinels are asked first). */
+const failoverRetryStrategy = (times: number) => Math.min(50 * 2 ** Math.min(times, 4), 500);
 
 /** Connections per node reserved for appends that WAIT for replicas (each carries one WAIT at a time). */
 const WAIT_CONNECTIONS = 4;
@@ -234,7 +236,8 @@ export class RedisEngine implements Engine {
       sentinels: this.opts.sentinels!.map(hostPort),
       name: this.opts.sentinelName ?? 'mymaster',
       failoverDetector: true,
-      sentinelRetryStrategy: retryStrategy,
+      retryStrategy: failoverRetryStrategy,
+      sentinelRetryStrategy: failoverRetryStrategy,
       // A primary demoted under us answers writes with READONLY: reconnect, asking the sentinels again.
       reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 2 : false),
     };
