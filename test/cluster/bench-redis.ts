@@ -1,7 +1,7 @@
 // Per-shard Redis figures for docs/SCALING.md, measured with redis-benchmark against servers this script starts
 // (a single redis-server and a 3-primary Redis Cluster, no persistence) and kills. Not a test: run it with
 //   npx esbuild test/cluster/bench-redis.ts --bundle --platform=node --format=esm --packages=external \
-//     --outfile=.tmp/bench-redis.mjs && node .tmp/bench-redis.mjs
+//     --outfile=.tmp/bench/redis.mjs && node .tmp/bench/redis.mjs
 // Every figure is requests per second from one redis-benchmark run (50 clients, pipeline 16), with `subs`
 // subscriber connections on the channel reading every message.
 import { spawn } from 'node:child_process';
