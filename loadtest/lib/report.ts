@@ -90,18 +90,20 @@ export function tableRows(r: BenchResult): Row[] {
     rows.push([`  node RSS, MB`, num(mb(a), 0), num(mb(b), 0), '']);
   }
   const first = (s?: SystemResult) => s?.idle[0];
-  rows.push([
-    `connect rate, conns/s (first ${num(first(relay)?.connections ?? first(sio)?.connections)})`,
-    num(first(relay)?.connectRate),
-    num(first(sio)?.connectRate),
-    ratio(first(relay)?.connectRate, first(sio)?.connectRate, 'higher'),
-  ]);
-  rows.push([
-    '  connect p99, ms',
-    ms(first(relay)?.connectP99Ms),
-    ms(first(sio)?.connectP99Ms),
-    ratio(first(relay)?.connectP99Ms, first(sio)?.connectP99Ms, 'lower'),
-  ]);
+  if (first(relay) || first(sio)) {
+    rows.push([
+      `connect rate, conns/s (first ${num(first(relay)?.connections ?? first(sio)?.connections)})`,
+      num(first(relay)?.connectRate),
+      num(first(sio)?.connectRate),
+      ratio(first(relay)?.connectRate, first(sio)?.connectRate, 'higher'),
+    ]);
+    rows.push([
+      '  connect p99, ms',
+      ms(first(relay)?.connectP99Ms),
+      ms(first(sio)?.connectP99Ms),
+      ratio(first(relay)?.connectP99Ms, first(sio)?.connectP99Ms, 'lower'),
+    ]);
+  }
 
   const rates = [...new Set([...(relay?.fanout ?? []), ...(sio?.fanout ?? [])].map((p) => p.rate))].sort(
     (x, y) => x - y,
@@ -137,21 +139,23 @@ export function tableRows(r: BenchResult): Row[] {
     num(perCore(sio)),
     ratio(perCore(relay), perCore(sio), 'higher'),
   ]);
-  rows.push(...phaseRows('chat', relay?.chat, sio?.chat));
-  rows.push(...phaseRows('dm', relay?.dm, sio?.dm));
-  rows.push([
-    'reference: redis-benchmark PUBLISH, ops/s (-P 1 / -P 16)',
-    `${num(r.references.redisPublishOpsPerSec)} / ${num(r.references.redisPublishPipelinedOpsPerSec)}`,
-    '',
-    '',
-  ]);
-  const lf = r.references.localFanoutBest;
-  rows.push([
-    'reference: 1 node, memory engine, best fanout step',
-    lf ? `${num(lf.deliveredPerSec)}/s (p99 ${ms(lf.p99Ms)} ms)` : 'none',
-    '',
-    '',
-  ]);
+  if (relay?.chat || sio?.chat) rows.push(...phaseRows('chat', relay?.chat, sio?.chat));
+  if (relay?.dm || sio?.dm) rows.push(...phaseRows('dm', relay?.dm, sio?.dm));
+  if (r.references.redisPublishOpsPerSec !== undefined || r.references.localFanout.length > 0) {
+    rows.push([
+      'reference: redis-benchmark PUBLISH, ops/s (-P 1 / -P 16)',
+      `${num(r.references.redisPublishOpsPerSec)} / ${num(r.references.redisPublishPipelinedOpsPerSec)}`,
+      '',
+      '',
+    ]);
+    const lf = r.references.localFanoutBest;
+    rows.push([
+      'reference: 1 node, memory engine, best fanout step',
+      lf ? `${num(lf.deliveredPerSec)}/s (p99 ${ms(lf.p99Ms)} ms)` : 'none',
+      '',
+      '',
+    ]);
+  }
   return rows;
 }
 
