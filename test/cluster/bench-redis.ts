@@ -148,50 +148,33 @@ async function main() {
   for (const subs of [0, 4])
     results.push(await row('APPEND script (one shard)', owner, ch, subs, true, appendArgs));
 
-  // The heartbeat's writes, per (room, user) and per connection, every PRESENCE_TTL_MS / 3: 1000 users in a
-  // room, 1000 connections of a user (__rand_int__ with -r 1000; keys on the owner's slot); expiries far ahead,
-  // so nothing is pruned.
+  // What joins and connects write (the heartbeat is one ZADD per node, whatever the connection count): 1000
+  // users in a room, 1000 connections of a user (__rand_int__ with -r 1000; keys on the owner's slot).
   const loader2 = new Redis({ port: owner.port, host: '127.0.0.1' });
   const presenceSha = (await loader2.script('LOAD', PRESENCE)) as string;
   const connectionsSha = (await loader2.script('LOAD', CONNECTIONS)) as string;
   await loader2.quit();
-  const far = '99999999999999';
   for (const [what, args] of [
     [
-      'presence touch (heartbeat, per room and user)',
+      'presence add (join, per room and user)',
       [
         'EVALSHA',
         presenceSha,
         '2',
         `${ch}:p`,
         `${ch}:pu`,
-        'touch',
+        'add',
         'bench',
         'u__rand_int__',
         'gw-1',
         '1',
-        far,
-        '50000',
         ch,
         'spublish',
       ],
     ],
     [
-      'connections touch (heartbeat, per connection)',
-      [
-        'EVALSHA',
-        connectionsSha,
-        '2',
-        `${ch}:c`,
-        `${ch}:s`,
-        'touch',
-        'gw-1',
-        'c__rand_int__',
-        '1',
-        far,
-        '50000',
-        '',
-      ],
+      'connections add (connect, per connection)',
+      ['EVALSHA', connectionsSha, '2', `${ch}:c`, `${ch}:s`, 'add', 'gw-1', 'c__rand_int__', '1', '{}'],
     ],
   ] as const) {
     const rps = Math.round(await benchmark(owner.port, [...args], ['-r', '1000']));

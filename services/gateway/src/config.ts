@@ -70,7 +70,14 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 const ENV = {
   PORT: { def: '8080', parse: int('PORT', 0, 65535) },
   HOST: { def: '0.0.0.0', parse: (s: string) => s },
-  NODE_ID: { def: undefined, parse: (s: string) => s },
+  NODE_ID: {
+    def: undefined,
+    parse: (s: string) => {
+      if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(s))
+        throw new ConfigError('NODE_ID must be 1-64 of A-Z a-z 0-9 _ . : -');
+      return s;
+    },
+  },
   NODE_ENV: { def: 'development', parse: (s: string) => s },
   LOG_LEVEL: { def: 'info', parse: oneOf('LOG_LEVEL', LOG_LEVELS) },
   REDIS_URL: { def: undefined, parse: url('REDIS_URL') },
@@ -104,7 +111,7 @@ const ENV = {
   INBOX_SIZE: { def: '1000', parse: int('INBOX_SIZE', 1, 10000000) },
   INBOX_TTL_S: { def: '604800', parse: int('INBOX_TTL_S', 1, 31536000) },
   DEDUP_WINDOW_S: { def: '300', parse: int('DEDUP_WINDOW_S', 1, 86400) },
-  PRESENCE_TTL_MS: { def: '25000', parse: int('PRESENCE_TTL_MS', 1000, 3600000) },
+  PRESENCE_TTL_MS: { def: '20000', parse: int('PRESENCE_TTL_MS', 1000, 3600000) },
   SHUTDOWN_GRACE_MS: { def: '10000', parse: int('SHUTDOWN_GRACE_MS', 0, 600000) },
   STATIC_DIR: { def: undefined, parse: (s: string) => s },
   TRUST_PROXY: { def: 'false', parse: oneOf('TRUST_PROXY', ['true', 'false'] as const) },

@@ -167,15 +167,14 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   if (!engine.ready()) log.warn('engine not reachable yet; /readyz answers 503 until it is');
   const port = await transport.listen();
 
-  const heartbeatMs = Math.max(200, Math.floor(config.presenceTtlMs / 3));
+  const heartbeatMs = Math.max(250, Math.floor(config.presenceTtlMs / 4));
+  const local = () => hub.localState(gateway.clients);
   const heartbeat = setInterval(() => {
     if (draining) return;
-    engine
-      .heartbeat(hub.localState(gateway.clients))
-      .catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
+    engine.heartbeat(local).catch((err: Error) => log.warn({ err: err.message }, 'heartbeat failed'));
   }, heartbeatMs);
   heartbeat.unref();
-  void engine.heartbeat(hub.localState(gateway.clients)).catch(() => undefined);
+  void engine.heartbeat(local).catch(() => undefined);
 
   log.info(
     { port, engine: engine.kind, devMode: config.jwt.dev, nodeId: config.nodeId },
@@ -187,13 +186,14 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     draining = true;
     log.info({ connections: gateway.sessions.size }, 'draining');
     clearInterval(heartbeat);
-    const local = hub.localState(gateway.clients);
     gateway.goAway();
     const deadline = Date.now() + config.shutdownGraceMs;
     while (gateway.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
     transport.stopListening();
     transport.closeAll();
-    await engine.removeNode(local);
+    await engine
+      .removeNode()
+      .catch((err: Error) => log.warn({ err: err.message }, 'removing node entries failed'));
     await engine.stop();
     log.info('drained');
   };

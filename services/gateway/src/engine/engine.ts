@@ -100,13 +100,13 @@ export interface Engine {
   userRate(user: string, perSecond: number): Promise<number>;
 
   /**
-   * Heartbeat: re-asserts this node's presence and connection entries (they expire PRESENCE_TTL_MS after the
-   * last heartbeat, which is how a crashed node's entries disappear) and prunes expired entries of other nodes
-   * in the rooms this node serves, publishing their leave events.
+   * Heartbeat, every PRESENCE_TTL_MS / 4: renews this node's lease (O(1), not per connection). A node whose lease
+   * lapses (it crashed) is swept by a live node: its presence entries (with leave events) and connection entries
+   * go, within PRESENCE_TTL_MS plus one beat. `local` is read only if this node must register itself again.
    */
-  heartbeat(local: LocalState): Promise<void>;
+  heartbeat(local: () => LocalState): Promise<void>;
   /** Removes every entry this node holds (graceful shutdown). */
-  removeNode(local: LocalState): Promise<void>;
+  removeNode(): Promise<void>;
 }
 
 export class UnavailableError extends Error {}

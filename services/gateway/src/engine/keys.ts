@@ -25,7 +25,7 @@ export class Keys {
   dedup(ref: StreamRef, scope: string, key: string): string {
     return `${this.tag(ref)}:d:${scope}:${key}`;
   }
-  /** Zset of "<user>|<node>", score = expiry (ms). */
+  /** Zset of "<user>|<node>", score = when added (ms). */
   presence(room: string): string {
     return `${this.tag({ kind: 'room', name: room })}:p`;
   }
@@ -33,7 +33,7 @@ export class Keys {
   presenceUsers(room: string): string {
     return `${this.tag({ kind: 'room', name: room })}:pu`;
   }
-  /** Zset of "<node>|<connection>", score = expiry (ms). */
+  /** Zset of "<node>|<connection>", score = when added (ms). */
   connections(user: string): string {
     return `${this.tag({ kind: 'inbox', name: user })}:c`;
   }
@@ -44,8 +44,16 @@ export class Keys {
   rate(user: string): string {
     return `${this.tag({ kind: 'inbox', name: user })}:rl`;
   }
-  /** Zset of node ids, score = last heartbeat (ms). */
+  /** Zset of node ids, score = last heartbeat (ms): a node whose score is older than PRESENCE_TTL_MS is dead. */
   nodes(): string {
     return `${this.prefix}:nodes`;
+  }
+  /** Set of the entries a node wrote (JSON ["p", room, user] / ["c", user, connection]), for its sweep. */
+  nodeIndex(node: string): string {
+    return `${this.prefix}:node:${node}:idx`;
+  }
+  /** Claimed by the node that sweeps a dead node, so one does it. */
+  sweepClaim(node: string): string {
+    return `${this.prefix}:node:${node}:sweep`;
   }
 }

@@ -5,7 +5,6 @@ import type {
   BusHandler,
   BusMessage,
   Engine,
-  LocalState,
   ReadResult,
   StoredEvent,
   StreamRef,
@@ -183,7 +182,7 @@ export class MemoryEngine implements Engine {
     return r.count > perSecond ? (window + 1) * 1000 - now : 0;
   }
 
-  async heartbeat(_local: LocalState): Promise<void> {}
+  async heartbeat(): Promise<void> {}
 
   async removeNode(): Promise<void> {}
 

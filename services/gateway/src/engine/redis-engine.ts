@@ -118,6 +118,10 @@ export class RedisEngine implements Engine {
   private handler: BusHandler = () => {};
   private resync: () => void = () => {};
   private pingOk = false;
+  /** Nodes whose lease had lapsed at the last heartbeat (their entries await a sweep). */
+  private deadNodes = new Set<string>();
+  /** This node has held a lease (a lapsed one must be re-registered). */
+  private leased = false;
   private pinger?: NodeJS.Timeout;
   private readonly publishCommand: 'publish' | 'spublish';
   /** '1' where a replica can be promoted (cluster, sentinel): see FAILOVER_OFFSET_JUMP. */
@@ -411,8 +415,7 @@ export class RedisEngine implements Engine {
     return this.readMode(ref, 'before', before === undefined ? '' : String(before), limit);
   }
 
-  private presenceCall(mode: string, room: string, user: string): Promise<string[]> {
-    const now = Date.now();
+  private presenceCall(mode: string, room: string, user: string, node = this.opts.nodeId): Promise<string[]> {
     return this.timed('presence', () =>
       this.redis.rcPresence(
         this.keys.presence(room),
@@ -420,55 +423,84 @@ export class RedisEngine implements Engine {
         mode,
         room,
         user,
-        this.opts.nodeId,
-        now,
-        now + this.opts.presenceTtlMs,
-        this.opts.presenceTtlMs * 2,
+        node,
+        Date.now(),
         this.keys.channel({ kind: 'room', name: room }),
         this.publishCommand,
       ),
     );
   }
 
-  presenceAdd(room: string, user: string): Promise<string[]> {
-    return this.presenceCall('add', room, user);
+  /** Records an entry this node wrote, so that a sweep can remove it if the node dies. */
+  private index(op: 'sadd' | 'srem', entry: (string | number)[]): Promise<unknown> {
+    const key = this.keys.nodeIndex(this.opts.nodeId);
+    const member = JSON.stringify(entry);
+    return this.timed('index', () =>
+      op === 'sadd' ? this.redis.sadd(key, member) : this.redis.srem(key, member),
+    );
+  }
+
+  async presenceAdd(room: string, user: string): Promise<string[]> {
+    const [users] = await Promise.all([
+      this.presenceCall('add', room, user),
+      this.index('sadd', ['p', room, user]),
+    ]);
+    return users;
   }
 
   async presenceRemove(room: string, user: string): Promise<void> {
-    await this.presenceCall('remove', room, user);
+    await Promise.all([this.presenceCall('remove', room, user), this.index('srem', ['p', room, user])]);
   }
 
   presence(room: string): Promise<string[]> {
     return this.presenceCall('list', room, '');
   }
 
-  private connectionsCall(mode: string, user: string, connId: string, info = ''): Promise<number> {
-    const now = Date.now();
+  private connectionsCall(
+    mode: string,
+    user: string,
+    connId: string,
+    info = '',
+    node = this.opts.nodeId,
+  ): Promise<number> {
     return this.timed('connections', () =>
       this.redis.rcConnections(
         this.keys.connections(user),
         this.keys.sessions(user),
         mode,
-        this.opts.nodeId,
+        node,
         connId,
-        now,
-        now + this.opts.presenceTtlMs,
-        this.opts.presenceTtlMs * 2,
+        Date.now(),
         info,
       ),
     );
   }
 
   async connectionAdd(user: string, connId: string, info: Record<string, unknown>): Promise<void> {
-    await this.connectionsCall('add', user, connId, JSON.stringify(info));
+    await Promise.all([
+      this.connectionsCall('add', user, connId, JSON.stringify(info)),
+      this.index('sadd', ['c', user, connId]),
+    ]);
   }
 
   async connectionRemove(user: string, connId: string): Promise<void> {
-    await this.connectionsCall('remove', user, connId);
+    await Promise.all([
+      this.connectionsCall('remove', user, connId),
+      this.index('srem', ['c', user, connId]),
+    ]);
   }
 
-  connectionCount(user: string): Promise<number> {
-    return this.connectionsCall('count', user, '');
+  /** Connections, leaving out those of nodes whose lease lapsed (until the sweep removes them). */
+  async connectionCount(user: string): Promise<number> {
+    const members = await this.timed('connections', () =>
+      this.redis.zrange(this.keys.connections(user), 0, -1),
+    );
+    let n = 0;
+    for (const m of members) {
+      const node = m.slice(0, m.lastIndexOf('|'));
+      if (!this.deadNodes.has(node)) n++;
+    }
+    return n;
   }
 
   async disconnectUser(user: string): Promise<void> {
@@ -481,28 +513,67 @@ export class RedisEngine implements Engine {
     return this.timed('rate', () => this.redis.rcRate(this.keys.rate(user), perSecond));
   }
 
-  async heartbeat(local: LocalState): Promise<void> {
+  /**
+   * The node lease: one ZADD per beat, whatever the number of connections. Then any dead node (lease older than
+   * PRESENCE_TTL_MS) is swept by whichever live node claims it first. If this node's own lease had lapsed and it
+   * was swept (paused too long), its entries are written again.
+   */
+  async heartbeat(local: () => LocalState): Promise<void> {
     const now = Date.now();
-    const work: Promise<unknown>[] = [
-      this.timed('nodes', () => this.redis.zadd(this.keys.nodes(), now, this.opts.nodeId)),
-      this.timed('nodes', () =>
-        this.redis.zremrangebyscore(this.keys.nodes(), '-inf', now - this.opts.presenceTtlMs),
-      ),
-    ];
+    const nodes = this.keys.nodes();
+    const added = await this.timed('nodes', () => this.redis.zadd(nodes, now, this.opts.nodeId));
+    if (added === 1 && this.leased) {
+      this.log.warn('this node was swept while unreachable; registering its connections and presence again');
+      await this.reassert(local());
+    }
+    this.leased = true;
+    const scores = await this.timed('nodes', () => this.redis.zrange(nodes, 0, -1, 'WITHSCORES'));
+    const dead: string[] = [];
+    for (let i = 0; i + 1 < scores.length; i += 2)
+      if (Number(scores[i + 1]) < now - this.opts.presenceTtlMs) dead.push(scores[i]!);
+    this.deadNodes = new Set(dead);
+    for (const node of dead) {
+      const claim = await this.timed('nodes', () =>
+        this.redis.set(this.keys.sweepClaim(node), this.opts.nodeId, 'PX', this.opts.presenceTtlMs, 'NX'),
+      );
+      if (claim !== 'OK') continue;
+      this.log.info({ deadNode: node }, 'sweeping the entries of a node that stopped heartbeating');
+      await this.sweep(node);
+    }
+  }
+
+  private async reassert(local: LocalState): Promise<void> {
+    const work: Promise<unknown>[] = [];
     for (const [room, users] of local.rooms)
-      for (const user of users) work.push(this.presenceCall('touch', room, user));
+      for (const user of users) work.push(this.presenceAdd(room, user));
     for (const [user, conns] of local.users)
-      for (const c of conns) work.push(this.connectionsCall('touch', user, c));
+      for (const c of conns)
+        work.push(this.connectionAdd(user, c, { node: this.opts.nodeId, reasserted: Date.now() }));
     await Promise.all(work);
   }
 
-  async removeNode(local: LocalState): Promise<void> {
-    const work: Promise<unknown>[] = [
-      this.timed('nodes', () => this.redis.zrem(this.keys.nodes(), this.opts.nodeId)),
-    ];
-    for (const [room, users] of local.rooms)
-      for (const user of users) work.push(this.presenceRemove(room, user));
-    for (const [user, conns] of local.users) for (const c of conns) work.push(this.connectionRemove(user, c));
-    await Promise.allSettled(work);
+  /** Removes every presence and connection entry `node` wrote (publishing leave events), then the node. */
+  private async sweep(node: string): Promise<void> {
+    const idx = this.keys.nodeIndex(node);
+    let cursor = '0';
+    do {
+      const [next, members] = await this.timed('index', () => this.redis.sscan(idx, cursor, 'COUNT', 500));
+      cursor = next;
+      await Promise.all(
+        members.map((m) => {
+          const [kind, a, b] = JSON.parse(m) as [string, string, string];
+          return kind === 'p'
+            ? this.presenceCall('remove', a, b, node)
+            : this.connectionsCall('remove', a, b, '', node);
+        }),
+      );
+    } while (cursor !== '0');
+    await this.timed('index', () => this.redis.del(idx));
+    await this.timed('nodes', () => this.redis.zrem(this.keys.nodes(), node));
+  }
+
+  /** Graceful shutdown: this node's entries go now rather than after the lease lapses. */
+  async removeNode(): Promise<void> {
+    await this.sweep(this.opts.nodeId);
   }
 }

@@ -80,57 +80,44 @@ return {epoch, top, entries}
 `;
 
 /**
- * KEYS: presence zset, presence-users hash.  ARGV: mode ('add'|'touch'|'remove'|'list'|'prune'), room, user, node,
- * now_ms, expiry_ms, ttl_ms, channel, publish command.
- * Prunes members whose node stopped heartbeating (publishing leave events), then applies the mode. 'touch' is
- * 'add' for the heartbeat: the same writes, without reading the room's users back (O(1), not O(room size)).
+ * KEYS: presence zset, presence-users hash.  ARGV: mode ('add'|'remove'|'list'), room, user, node, now_ms,
+ * channel, publish command.
+ * The zset holds "<user>|<node>" (score = when it was added); the hash counts, per user, the nodes that have the
+ * user in the room. A user's first node publishes a join event, its last a leave event. Entries of a node that
+ * died are removed by the node sweep (RedisEngine.sweep), which calls 'remove' with the dead node's id.
  * Returns the users present for 'add' and 'list'.
  */
 export const PRESENCE = `
-local room, user, node, channel, pub = ARGV[2], ARGV[3], ARGV[4], ARGV[8], ARGV[9]
+local room, user, node, channel, pub = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
 local function event(kind, who)
   redis.call(pub, channel, 'p|{"type":"presence","room":' .. cjson.encode(room) .. ',"event":"' .. kind ..
     '","user":' .. cjson.encode(who) .. '}')
 end
-local function gone(who)
-  if redis.call('HINCRBY', KEYS[2], who, -1) <= 0 then
-    redis.call('HDEL', KEYS[2], who)
-    event('leave', who)
-  end
-end
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[5])) do
-  redis.call('ZREM', KEYS[1], m)
-  gone(string.match(m, '^(.*)|[^|]*$'))
-end
-if ARGV[1] == 'add' or ARGV[1] == 'touch' then
-  if redis.call('ZADD', KEYS[1], ARGV[6], user .. '|' .. node) == 1 then
+if ARGV[1] == 'add' then
+  if redis.call('ZADD', KEYS[1], ARGV[5], user .. '|' .. node) == 1 then
     if redis.call('HINCRBY', KEYS[2], user, 1) == 1 then event('join', user) end
   end
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
 elseif ARGV[1] == 'remove' then
-  if redis.call('ZREM', KEYS[1], user .. '|' .. node) == 1 then gone(user) end
+  if redis.call('ZREM', KEYS[1], user .. '|' .. node) == 1 then
+    if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
+      redis.call('HDEL', KEYS[2], user)
+      event('leave', user)
+    end
+  end
 end
 if ARGV[1] == 'add' or ARGV[1] == 'list' then return redis.call('HKEYS', KEYS[2]) end
 return {}
 `;
 
 /**
- * KEYS: connections zset, sessions hash.  ARGV: mode ('add'|'touch'|'remove'|'count'), node, conn, now_ms,
- * expiry_ms, ttl_ms, session_json.  Prunes connections of nodes that stopped heartbeating.
- * Returns the number of live connections.
+ * KEYS: connections zset, sessions hash.  ARGV: mode ('add'|'remove'), node, conn, now_ms, session_json.
+ * The zset holds "<node>|<connection>"; the hash connection -> session JSON. Returns the zset's size.
  */
 export const CONNECTIONS = `
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])) do
-  redis.call('ZREM', KEYS[1], m)
-  redis.call('HDEL', KEYS[2], string.match(m, '|([^|]*)$'))
-end
 local member = ARGV[2] .. '|' .. ARGV[3]
-if ARGV[1] == 'add' or ARGV[1] == 'touch' then
-  redis.call('ZADD', KEYS[1], ARGV[5], member)
-  if ARGV[1] == 'add' then redis.call('HSET', KEYS[2], ARGV[3], ARGV[7]) end
-  redis.call('PEXPIRE', KEYS[1], ARGV[6])
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+if ARGV[1] == 'add' then
+  redis.call('ZADD', KEYS[1], ARGV[4], member)
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 elseif ARGV[1] == 'remove' then
   redis.call('ZREM', KEYS[1], member)
   redis.call('HDEL', KEYS[2], ARGV[3])
