@@ -96,7 +96,8 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<R
       const c = spawn('redis-cli', ['-p', String(port), ...a]);
       let out = '';
       c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      c.on('exit', (code) =>
+      // 'close', not 'exit': stdout may still hold output when the process exits.
+      c.on('close', (code) =>
         code === 0 ? res(out.trim()) : rej(new Error(`redis-cli ${a.join(' ')} exited ${code}`)),
       );
     });
