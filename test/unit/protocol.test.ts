@@ -117,6 +117,15 @@ describe('config', () => {
     [{ MAX_FRAME_BYTES: '2048' }, 'MAX_FRAME_BYTES must exceed MAX_MESSAGE_BYTES'],
     [{ DEV_TOKENS: 'true' }, 'DEV_TOKENS=true needs JWT_SECRET'],
     [
+      { REDIS_CLUSTER_NODES: 'a:1', REDIS_SENTINELS: 'b:2' },
+      'set REDIS_CLUSTER_NODES or REDIS_SENTINELS, not both',
+    ],
+    [
+      { REDIS_CLUSTER_NODES: 'a:1,nohostport' },
+      'REDIS_CLUSTER_NODES must be a comma-separated list of host:port',
+    ],
+    [{ NODE_ID: 'has|pipe' }, 'NODE_ID must be 1-64 of'],
+    [
       { DEV_TOKENS: 'true', JWT_SECRET: 's'.repeat(16), NODE_ENV: 'production' },
       'DEV_TOKENS=true is not allowed',
     ],
