@@ -27,7 +27,12 @@ async function connect(node: GatewayProc, user: string): Promise<TestClient> {
 
 beforeAll(async () => {
   sentinel = await startSentinel({ replicas: 2, sentinels: 3 });
-  const env = { REDIS_SENTINELS: sentinel.seeds, REDIS_SENTINEL_NAME: sentinel.name, ...STREAM_ENV };
+  const env = {
+    LOG_LEVEL: process.env.GW_LOG_LEVEL ?? 'warn',
+    REDIS_SENTINELS: sentinel.seeds,
+    REDIS_SENTINEL_NAME: sentinel.name,
+    ...STREAM_ENV,
+  };
   [a, b] = await Promise.all([startGateway({ ...env, REDIS_WAIT_REPLICAS: '1' }), startGateway({ ...env })]);
 }, 60_000);
 
@@ -36,6 +41,11 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
+  if (process.env.DUMP_GW_LOGS) {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(`${process.env.DUMP_GW_LOGS}-a.log`, a?.logs() ?? '');
+    writeFileSync(`${process.env.DUMP_GW_LOGS}-b.log`, b?.logs() ?? '');
+  }
   await Promise.all([a?.kill(), b?.kill()]);
   await sentinel?.stop();
 });

@@ -54,11 +54,33 @@ export function keySlot(key: string): number {
 
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * Connects the client again whenever it ends while it is still wanted. ioredis gives up on a connection for
+ * good (status 'end') when a Sentinel connect attempt is cut short: the failover detector's +switch-master
+ * calls the connector's disconnect() while a reconnect is resolving the primary from a sentinel (or waiting to
+ * retry the sentinels), that attempt rejects with "Connection is closed." and no retry follows. A gateway that
+ * hits this window is left with dead connections after a failover. `wanted` says whether to revive it (false
+ * once we quit it ourselves).
+ */
+export function keepConnected(client: Redis, name: string, log: Logger, wanted: () => boolean): void {
+  let attempt = 0;
+  client.on('ready', () => (attempt = 0));
+  client.on('end', () => {
+    if (!wanted()) return;
+    const delay = Math.min(50 * 2 ** Math.min(attempt++, 4), 500);
+    log.warn({ client: name, delayMs: delay }, 'redis connection ended; connecting again');
+    setTimeout(() => {
+      if (wanted() && client.status === 'end') client.connect().catch(() => undefined);
+    }, delay).unref();
+  });
+}
+
 /** One SUBSCRIBE connection; single Redis or Sentinel (the options say which). */
 export class PlainBus implements Bus {
   private readonly sub: Redis;
   private readonly channels = new Set<string>();
   private connectedOnce = false;
+  private stopped = false;
 
   constructor(
     options: RedisOptions,
@@ -73,6 +95,7 @@ export class PlainBus implements Bus {
     this.sub.on('messageBuffer', (channel: Buffer, payload: Buffer) =>
       cb.message(channel.toString(), payload),
     );
+    keepConnected(this.sub, 'redis-sub', log, () => !this.stopped);
     this.sub.on('ready', () => {
       if (!this.connectedOnce) {
         this.connectedOnce = true;
@@ -99,6 +122,7 @@ export class PlainBus implements Bus {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await this.sub.quit().catch(() => this.sub.disconnect());
   }
 

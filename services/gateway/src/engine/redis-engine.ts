@@ -18,7 +18,14 @@ import type {
 import { UnavailableError } from './engine';
 import { newEpoch } from './epoch';
 import { Keys } from './keys';
-import { PlainBus, ShardedBus, splitHostPort, type Bus, type SlotsReply } from './redis-connections';
+import {
+  keepConnected,
+  PlainBus,
+  ShardedBus,
+  splitHostPort,
+  type Bus,
+  type SlotsReply,
+} from './redis-connections';
 import { APPEND, CONNECTIONS, PRESENCE, RATE, READ } from './scripts';
 import type { Logger } from '../logger';
 
@@ -128,6 +135,7 @@ export class RedisEngine implements Engine {
   private readonly failoverJump: '0' | '1';
   private readonly writers: Scripted[];
   private nextWriter = 0;
+  private stopped = false;
 
   constructor(
     private readonly opts: RedisEngineOptions,
@@ -231,6 +239,8 @@ export class RedisEngine implements Engine {
     client.on('error', (err: Error) =>
       this.log.warn({ err: err.message, client: connectionName.split(':')[0] }, 'redis error'),
     );
+    if (client instanceof Redis)
+      keepConnected(client, connectionName.split(':')[0]!, this.log, () => !this.stopped);
     return client;
   }
 
@@ -292,6 +302,7 @@ export class RedisEngine implements Engine {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.pinger);
     await Promise.allSettled([this.redis.quit(), ...this.writers.map((w) => w.quit()), this.bus.stop()]);
   }
