@@ -111,9 +111,17 @@ export class StreamPublisher {
     this.done = this.run();
   }
 
+  /** Publishing goes on until stop(), or until the client's socket closes (a test that failed midway): a send
+   *  on a closed socket is dropped silently, so retrying it would time out and retry forever, keeping the test
+   *  process alive. */
+  private get running(): boolean {
+    return !this.stopped && this.client.closeCode === null;
+  }
+
   private async run(): Promise<void> {
-    for (let seq = 1; !this.stopped; seq++) {
+    for (let seq = 1; this.running; seq++) {
       for (;;) {
+        if (this.client.closeCode !== null) return;
         this.attempts++;
         let r: Frame;
         try {

@@ -18,6 +18,8 @@ let sentinel: SentinelProc;
 let a: GatewayProc;
 let b: GatewayProc;
 const clients: TestClient[] = [];
+/** Streams a test started: stopped after it even if it failed midway. */
+const streams: StreamPublisher[] = [];
 
 async function connect(node: GatewayProc, user: string): Promise<TestClient> {
   const c = await TestClient.connect(node.wsUrl, token(user));
@@ -37,6 +39,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterEach(async () => {
+  await Promise.allSettled(streams.splice(0).map((s) => s.stop()));
   await Promise.all(clients.splice(0).map((c) => c.close()));
 });
 
@@ -86,6 +89,7 @@ test('sentinel: subscriber connections killed mid-stream: resubscribed, caught u
   await pub.ok({ type: 'join', room });
   const primary = await sentinel.primary();
   const stream = new StreamPublisher(pub, room);
+  streams.push(stream);
   stream.start();
   await until('20 acks', () => stream.acks.length >= 20);
   expect(Number(await primary.cli('CLIENT', 'KILL', 'TYPE', 'pubsub'))).toBeGreaterThanOrEqual(2);
@@ -111,6 +115,7 @@ test('the primary killed mid-stream with REDIS_WAIT_REPLICAS=1: Sentinel promote
   const victim = await sentinel.primary();
 
   const stream = new StreamPublisher(pub, room);
+  streams.push(stream);
   stream.start();
   await until('30 acks before the kill', () => stream.acks.length >= 30);
   const killedAt = Date.now();
