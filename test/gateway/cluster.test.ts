@@ -215,3 +215,25 @@ test('a dead socket (no pongs) is closed after IDLE_TIMEOUT_S and leaves its roo
     await f.kill();
   }
 }, 30_000);
+
+test('the same room joined twice at once by one connection counts once: its leave ends presence and the subscription', async () => {
+  const watcher = await connect(a, 'watcher3');
+  await watcher.ok({ type: 'join', room: 'twice' });
+  const dup = await connect(b, 'doubler');
+  const [j1, j2] = await Promise.all([
+    dup.request({ type: 'join', room: 'twice' }),
+    dup.request({ type: 'join', room: 'twice' }),
+  ]);
+  expect([j1.ok, j2.ok]).toEqual([true, true]);
+  const channel = 'rc:{r:twice}';
+  expect(await redis.cli('PUBSUB', 'NUMSUB', channel)).toBe(`${channel}\n2`);
+  const p = await watcher.ok({ type: 'publish', room: 'twice', body: 'once' });
+  await dup.waitFor((f) => f.type === 'message' && f.id === p.id);
+  await dup.ok({ type: 'leave', room: 'twice' });
+  await watcher.waitFor((f) => f.type === 'presence' && f.event === 'leave' && f.user === 'doubler');
+  await until(
+    'node b to unsubscribe',
+    async () => (await redis.cli('PUBSUB', 'NUMSUB', channel)) === `${channel}\n1`,
+  );
+  expect(dup.events('message', 'twice')).toHaveLength(1);
+});

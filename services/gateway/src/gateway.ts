@@ -271,9 +271,11 @@ export class Gateway {
         `at most ${this.config.limits.maxRoomsPerConnection} rooms per connection`,
       );
     const ref: StreamRef = { kind: 'room', name: room };
-    const sub = await this.hub.add(client, ref);
+    // Recorded before any await: a second join of the same room meanwhile takes the `existing` path above.
+    const { sub, ready } = this.hub.add(client, ref);
     client.rooms.set(room, sub);
     try {
+      await ready;
       const [presence, head] = await Promise.all([
         this.engine.presenceAdd(room, client.user),
         this.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1),
@@ -417,7 +419,8 @@ export class Gateway {
   /** Every connection is live on its user's inbox from the moment it opens. */
   private async openInbox(client: Client): Promise<Sub> {
     const ref: StreamRef = { kind: 'inbox', name: client.user };
-    const sub = await this.hub.add(client, ref);
+    const { sub, ready } = this.hub.add(client, ref);
+    await ready;
     if (client.closed) {
       this.hub.remove(client, ref);
       return sub;

@@ -59,10 +59,12 @@ export class Hub {
   }
 
   /**
-   * Adds the client to the stream, paused: the channel is subscribed before this resolves, so every event
-   * published afterwards reaches the sub (or is read by its catch-up). Call start() to set its position.
+   * Adds the client to the stream, paused, and returns its sub at once (callers record it before awaiting, so a
+   * concurrent second add for the same connection cannot happen). `ready` resolves once the channel is
+   * subscribed: every event published afterwards reaches the sub (or is read by its catch-up). Call start() to
+   * set its position.
    */
-  async add(client: Client, ref: StreamRef): Promise<Sub> {
+  add(client: Client, ref: StreamRef): { sub: Sub; ready: Promise<void> } {
     const channel = this.engine.channel(ref);
     let topic = this.topics.get(channel);
     if (!topic) {
@@ -75,13 +77,11 @@ export class Hub {
     const sub: Sub = { ref, epoch: '', offset: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
     topic.users.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
-    try {
-      await topic.subscribed;
-    } catch (err) {
+    const ready = topic.subscribed.catch((err: unknown) => {
       this.remove(client, ref);
       throw err;
-    }
-    return sub;
+    });
+    return { sub, ready };
   }
 
   /**
