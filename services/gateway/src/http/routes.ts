@@ -104,19 +104,27 @@ export function createRoutes(deps: RouteDeps): (req: HttpRequest) => Promise<Htt
     try {
       if (req.method === 'POST' && req.path === '/api/publish') {
         const b = parseJson(req.body);
-        if (!b || typeof b.room !== 'string') return apiError(400, 'bad_request', 'expected {"room","body"}');
-        const from =
-          typeof b.from === 'string' && b.from.length > 0 && b.from.length <= 256 ? b.from : 'server';
-        return json(200, await deps.publish(b.room, b.body, b.key as string | undefined, from));
+        if (!b || typeof b.room !== 'string')
+          return apiError(400, 'bad_request', 'expected a JSON object {"room": string, "body": any}');
+        if (b.from !== undefined && (typeof b.from !== 'string' || b.from.length === 0 || b.from.length > 256))
+          return apiError(400, 'bad_request', 'from must be a string of 1-256 characters');
+        if (b.key !== undefined && typeof b.key !== 'string')
+          return apiError(400, 'bad_request', 'key must be a string of 1-64 characters');
+        return json(200, await deps.publish(b.room, b.body, b.key, b.from ?? 'server'));
       }
       if (req.method === 'GET' && req.path.startsWith('/api/presence/')) {
-        const room = decodeURIComponent(req.path.slice('/api/presence/'.length));
+        let room: string;
+        try {
+          room = decodeURIComponent(req.path.slice('/api/presence/'.length));
+        } catch {
+          return apiError(400, 'bad_request', 'the room in the path is not valid percent-encoded UTF-8');
+        }
         return json(200, { room, presence: await deps.presence(room) });
       }
       if (req.method === 'POST' && req.path === '/api/disconnect') {
         const b = parseJson(req.body);
         if (!b || typeof b.user !== 'string' || b.user.length === 0)
-          return apiError(400, 'bad_request', 'expected {"user"}');
+          return apiError(400, 'bad_request', 'expected a JSON object {"user": non-empty string}');
         await deps.disconnect(b.user);
         return json(200, { disconnected: true });
       }
