@@ -82,6 +82,7 @@ const ENV = {
   LOG_LEVEL: { def: 'info', parse: oneOf('LOG_LEVEL', LOG_LEVELS) },
   REDIS_URL: { def: undefined, parse: url('REDIS_URL') },
   REDIS_COMMAND_TIMEOUT_MS: { def: '2000', parse: int('REDIS_COMMAND_TIMEOUT_MS', 50, 60000) },
+  REDIS_PROBE_TIMEOUT_MS: { def: '500', parse: int('REDIS_PROBE_TIMEOUT_MS', 100, 60000) },
   REDIS_KEY_PREFIX: { def: 'rc', parse: (s: string) => s },
   REDIS_CLUSTER_NODES: { def: undefined, parse: hostPorts('REDIS_CLUSTER_NODES') },
   REDIS_SENTINELS: { def: undefined, parse: hostPorts('REDIS_SENTINELS') },
@@ -143,6 +144,8 @@ export interface Config {
     waitReplicas: number;
     waitTimeoutMs: number;
     commandTimeoutMs: number;
+    /** /readyz answers 503 once a readiness PING has waited this long. */
+    probeTimeoutMs: number;
     keyPrefix: string;
   };
   jwt: {
@@ -221,6 +224,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
             waitReplicas: read(env, 'REDIS_WAIT_REPLICAS')!,
             waitTimeoutMs: read(env, 'REDIS_WAIT_TIMEOUT_MS')!,
             commandTimeoutMs: read(env, 'REDIS_COMMAND_TIMEOUT_MS')!,
+            probeTimeoutMs: read(env, 'REDIS_PROBE_TIMEOUT_MS')!,
             keyPrefix: read(env, 'REDIS_KEY_PREFIX')!,
           }
         : undefined,

@@ -25,6 +25,7 @@ export function createMetrics(
     slow: number;
     ready: boolean;
     draining: boolean;
+    sameNodeIdPeers: number;
   },
 ) {
   const registry = new client.Registry();
@@ -48,6 +49,11 @@ export function createMetrics(
     g.ready ? 1 : 0,
   );
   gauge('gateway_draining', '1 while the node drains for shutdown.', (g) => (g.draining ? 1 : 0));
+  gauge(
+    'gateway_node_id_conflicts',
+    'Other live gateway processes with this NODE_ID (should be 0: every process needs its own NODE_ID).',
+    (g) => g.sameNodeIdPeers,
+  );
 
   let flushedBytesOut = 0;
   let flushedBytesIn = 0;

@@ -1,5 +1,6 @@
 // Builds one gateway node from a config: engine, hub, gateway, metrics, HTTP routes and the transport, plus the
 // heartbeat and the drain. main.ts is the process around it.
+import { randomBytes } from 'node:crypto';
 import type { Config } from './config';
 import type { Engine } from './engine/engine';
 import { MemoryEngine } from './engine/memory-engine';
@@ -40,6 +41,8 @@ export interface Server {
 export async function startServer(config: Readonly<Config>, log: Logger): Promise<Server> {
   const stats = new Stats();
   let draining = false;
+  // This process's identity in Redis: a restart under the same NODE_ID is a new instance (see RedisEngine).
+  const instanceId = `${config.nodeId}#${randomBytes(4).toString('hex')}`;
   const engine: Engine = config.redis
     ? new RedisEngine(
         {
@@ -50,6 +53,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           waitReplicas: config.redis.waitReplicas,
           waitTimeoutMs: config.redis.waitTimeoutMs,
           nodeId: config.nodeId,
+          instanceId,
+          probeTimeoutMs: config.redis.probeTimeoutMs,
           keyPrefix: config.redis.keyPrefix,
           commandTimeoutMs: config.redis.commandTimeoutMs,
           historySize: config.history.size,
@@ -61,7 +66,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
         },
         log,
         (command, seconds, ok) => {
-          metrics.redisDuration.observe({ command }, seconds);
+          if (seconds !== undefined) metrics.redisDuration.observe({ command }, seconds);
           if (!ok) metrics.redisErrors.inc({ command });
         },
       )
@@ -81,6 +86,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     slow: hub.slowConsumers,
     ready: ready(),
     draining,
+    sameNodeIdPeers: engine.sameNodeIdPeers(),
   }));
   const hub = new Hub(
     engine,
@@ -177,7 +183,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   void engine.heartbeat(local).catch(() => undefined);
 
   log.info(
-    { port, engine: engine.kind, devMode: config.jwt.dev, nodeId: config.nodeId },
+    { port, engine: engine.kind, devMode: config.jwt.dev, nodeId: config.nodeId, instance: instanceId },
     `gateway listening on ${config.host}:${port}`,
   );
 

@@ -17,7 +17,10 @@ export interface AppendInput {
   ts: number;
   /** Frame text after the offset and epoch (see protocol/frames.ts eventTail). */
   tail: string;
-  /** Idempotency: a repeated (scope, key) within the dedup window returns the first result and stores nothing. */
+  /**
+   * Idempotency: a repeated (scope, key) within the dedup window returns the first result and stores nothing.
+   * scope is the sender's id for a client's key; the empty scope is reserved for copies keyed by message id.
+   */
   dedup?: { scope: string; key: string };
   /** A connection id that should not receive this event live (the sender of a DM). */
   skip?: string;
@@ -60,6 +63,8 @@ export interface Engine {
   stop(): Promise<void>;
   /** Can serve commands now (Redis reachable). */
   ready(): boolean;
+  /** Other live processes started with this node's NODE_ID (0 unless misconfigured); logged loudly meanwhile. */
+  sameNodeIdPeers(): number;
 
   /** The bus channel of a stream; the hub keys its topics by it. */
   channel(stream: StreamRef): string;

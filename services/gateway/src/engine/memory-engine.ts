@@ -48,6 +48,10 @@ export class MemoryEngine implements Engine {
     clearInterval(this.sweeper);
   }
 
+  sameNodeIdPeers(): number {
+    return 0;
+  }
+
   ready(): boolean {
     return true;
   }

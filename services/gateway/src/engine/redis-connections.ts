@@ -166,6 +166,8 @@ export interface ShardedBusOptions {
   connection: RedisOptions;
   /** How often the slot map is re-read to notice resharding and failovers. */
   refreshMs: number;
+  /** Told the number of channels that could not be placed in a pass (counted in metrics, not logged each). */
+  failed?(count: number): void;
 }
 
 /**
@@ -185,6 +187,11 @@ export class ShardedBus implements Bus {
   /** A subscription that was established broke or moved: report a resync once all are placed again. */
   private lost = false;
   private retryTimer?: NodeJS.Timeout;
+  /**
+   * An outage episode (a failover, a lost shard): placements have been failing since `since`. It is logged once
+   * when it starts and once when every channel is placed again; the attempts in between only count.
+   */
+  private outage?: { since: number; failures: number; lastError: string };
 
   constructor(
     private readonly opts: ShardedBusOptions,
@@ -334,7 +341,7 @@ export class ShardedBus implements Bus {
     try {
       reply = await this.opts.slots();
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'CLUSTER SLOTS failed');
+      this.failing(1, `CLUSTER SLOTS failed: ${(err as Error).message}`);
       return;
     }
     const owners: (string | undefined)[] = new Array<string | undefined>(16384);
@@ -347,6 +354,8 @@ export class ShardedBus implements Bus {
     if (covered === 16384) this.owners = owners;
     else if (this.owners.length === 0) this.owners = [];
 
+    let failed = 0;
+    let lastError = '';
     const work: Promise<void>[] = [];
     for (const [channel, p] of this.wanted) {
       const owner = this.owners[p.slot];
@@ -359,12 +368,14 @@ export class ShardedBus implements Bus {
         this.lost = true;
       }
       work.push(
-        this.place(channel, p).catch((err: Error) =>
-          this.log.warn({ err: err.message, channel }, 'sharded subscribe failed; retrying'),
-        ),
+        this.place(channel, p).catch((err: Error) => {
+          failed++;
+          lastError = err.message;
+        }),
       );
     }
     await Promise.all(work);
+    if (failed > 0) this.failing(failed, lastError);
     // Connections to nodes that own nothing any more (a failed-over primary) go.
     const live = new Set(this.owners);
     for (const [key, conn] of this.conns)
@@ -374,6 +385,17 @@ export class ShardedBus implements Bus {
         this.conns.delete(key);
       }
     const unplaced = [...this.wanted.values()].some((p) => !p.on);
+    if (!unplaced && this.outage) {
+      this.log.warn(
+        {
+          ms: Date.now() - this.outage.since,
+          failedAttempts: this.outage.failures,
+          channels: this.wanted.size,
+        },
+        'sharded subscriptions placed again after failures',
+      );
+      this.outage = undefined;
+    }
     if (unplaced) this.scheduleRetry();
     else if (this.lost) {
       this.lost = false;
@@ -383,6 +405,20 @@ export class ShardedBus implements Bus {
       );
       this.cb.resync();
     }
+  }
+
+  private failing(count: number, err: string): void {
+    this.opts.failed?.(count);
+    if (this.outage) {
+      this.outage.failures += count;
+      this.outage.lastError = err;
+      return;
+    }
+    this.outage = { since: Date.now(), failures: count, lastError: err };
+    this.log.warn(
+      { err, channels: this.wanted.size },
+      'sharded subscriptions failing (a failover or a lost shard?); retrying quietly until all are placed',
+    );
   }
 
   private scheduleRetry(): void {

@@ -3,6 +3,7 @@
 // Three topologies: one Redis (REDIS_URL), a primary with replicas behind Sentinel (REDIS_SENTINELS), and Redis
 // Cluster (REDIS_CLUSTER_NODES), where every stream's keys and channel share a hash tag and channels are sharded
 // (SPUBLISH/SSUBSCRIBE), so a stream's store-and-publish and its fanout stay on the shard that owns it.
+import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type {
   AppendInput,
@@ -44,7 +45,15 @@ export interface RedisEngineOptions {
   waitReplicas?: number;
   waitTimeoutMs?: number;
   nodeId: string;
+  /**
+   * This process's identity in the lease, the node index and every presence and connection entry: NODE_ID plus
+   * a random suffix ("<NODE_ID>#<hex>"), so a process restarted under the same NODE_ID takes nothing over from
+   * the one that died; that one's entries are swept like any dead node's. Default: NODE_ID#<random>.
+   */
+  instanceId?: string;
   keyPrefix: string;
+  /** /readyz: a PING unanswered this long makes the engine not ready (probed every half of it). */
+  probeTimeoutMs?: number;
   commandTimeoutMs: number;
   historySize: number;
   historyTtlS: number;
@@ -54,8 +63,11 @@ export interface RedisEngineOptions {
   presenceTtlMs: number;
 }
 
-/** Told about every Redis command: which, how long, and whether it failed. */
-export type CommandObserver = (command: string, seconds: number, ok: boolean) => void;
+/**
+ * Told about every Redis command: which, how long, and whether it failed. seconds is undefined for failures
+ * counted without a latency (sharded subscribes that could not be placed during a failover).
+ */
+export type CommandObserver = (command: string, seconds: number | undefined, ok: boolean) => void;
 
 type AppendReply = [number, number | string, string?];
 
@@ -124,7 +136,14 @@ export class RedisEngine implements Engine {
   private readonly bus: Bus;
   private handler: BusHandler = () => {};
   private resync: () => void = () => {};
+  /** This process in the lease, the node index and every entry it writes (see RedisEngineOptions.instanceId). */
+  readonly instance: string;
+  private readonly probeTimeoutMs: number;
   private pingOk = false;
+  /** When the PING in flight was sent (performance.now()), or undefined when none is in flight. */
+  private probeSince?: number;
+  /** Other live instances that share this NODE_ID (two processes started with the same NODE_ID). */
+  private twins: string[] = [];
   /** Nodes whose lease had lapsed at the last heartbeat (their entries await a sweep). */
   private deadNodes = new Set<string>();
   /** This node has held a lease (a lapsed one must be re-registered). */
@@ -143,6 +162,8 @@ export class RedisEngine implements Engine {
     private readonly observe: CommandObserver = () => {},
   ) {
     this.keys = new Keys(opts.keyPrefix);
+    this.instance = opts.instanceId ?? `${opts.nodeId}#${randomBytes(4).toString('hex')}`;
+    this.probeTimeoutMs = opts.probeTimeoutMs ?? 500;
     this.topology = opts.cluster?.length ? 'cluster' : opts.sentinels?.length ? 'sentinel' : 'single';
     this.publishCommand = this.topology === 'cluster' ? 'spublish' : 'publish';
     this.failoverJump = this.topology === 'single' ? '0' : '1';
@@ -154,7 +175,7 @@ export class RedisEngine implements Engine {
       },
       resync: () => this.resync(),
     };
-    this.redis = this.client(`gateway:${opts.nodeId}`);
+    this.redis = this.client(`gateway:${this.instance}`);
     if (this.topology === 'cluster') {
       const auth = credentials(opts.url);
       const cluster = this.redis as Cluster;
@@ -163,24 +184,27 @@ export class RedisEngine implements Engine {
           slots: () => cluster.call('CLUSTER', 'SLOTS') as Promise<SlotsReply>,
           connection: {
             ...auth,
-            connectionName: `gateway-sub:${opts.nodeId}`,
+            connectionName: `gateway-sub:${this.instance}`,
             commandTimeout: opts.commandTimeoutMs,
             retryStrategy: () => null,
           },
           refreshMs: 1000,
+          failed: (count) => {
+            for (let i = 0; i < count; i++) this.observe('ssubscribe', undefined, false);
+          },
         },
         busCallbacks,
         log,
       );
     } else if (this.topology === 'sentinel') {
       this.bus = new PlainBus(
-        { ...common, ...this.sentinelOptions(), connectionName: `gateway-sub:${opts.nodeId}` },
+        { ...common, ...this.sentinelOptions(), connectionName: `gateway-sub:${this.instance}` },
         busCallbacks,
         log,
       );
     } else {
       this.bus = new PlainBus(
-        { ...common, connectionName: `gateway-sub:${opts.nodeId}` },
+        { ...common, connectionName: `gateway-sub:${this.instance}` },
         busCallbacks,
         log,
         opts.url,
@@ -189,7 +213,7 @@ export class RedisEngine implements Engine {
     // WAIT blocks the connection it is sent on until the replicas answer, so durable appends get connections of
     // their own: reads, presence and pings never queue behind a WAIT.
     this.writers = opts.waitReplicas
-      ? Array.from({ length: WAIT_CONNECTIONS }, (_, i) => this.client(`gateway-w${i}:${opts.nodeId}`))
+      ? Array.from({ length: WAIT_CONNECTIONS }, (_, i) => this.client(`gateway-w${i}:${this.instance}`))
       : [];
     this.redis.on('ready', () => {
       this.pingOk = true;
@@ -293,12 +317,25 @@ export class RedisEngine implements Engine {
     // The connections keep retrying in the background if Redis is down now; /readyz says so meanwhile.
     await Promise.all([this.redis, ...this.writers].map((c) => c.connect().catch(() => undefined)));
     await this.bus.start().catch((err: Error) => this.log.warn({ err: err.message }, 'bus start failed'));
-    this.pinger = setInterval(() => {
-      this.timed('ping', () => this.redis.ping()).then(
-        () => (this.pingOk = true),
-        () => (this.pingOk = false),
-      );
-    }, 1000).unref();
+    // The readiness probe: one PING in flight at a time; ready() turns false as soon as one has waited longer
+    // than probeTimeoutMs, without waiting for it to time out.
+    this.pinger = setInterval(
+      () => {
+        if (this.probeSince !== undefined) return;
+        this.probeSince = performance.now();
+        this.timed('ping', () => this.redis.ping()).then(
+          () => {
+            this.pingOk = true;
+            this.probeSince = undefined;
+          },
+          () => {
+            this.pingOk = false;
+            this.probeSince = undefined;
+          },
+        );
+      },
+      Math.max(50, Math.floor(this.probeTimeoutMs / 2)),
+    ).unref();
   }
 
   async stop(): Promise<void> {
@@ -308,7 +345,13 @@ export class RedisEngine implements Engine {
   }
 
   ready(): boolean {
+    if (this.probeSince !== undefined && performance.now() - this.probeSince > this.probeTimeoutMs)
+      return false;
     return this.pingOk && this.redis.status === 'ready' && this.bus.ready();
+  }
+
+  sameNodeIdPeers(): number {
+    return this.twins.length;
   }
 
   channel(stream: StreamRef): string {
@@ -323,11 +366,30 @@ export class RedisEngine implements Engine {
     this.resync = handler;
   }
 
+  /**
+   * Fails with UnavailableError within commandTimeoutMs: a SUBSCRIBE has no timeout of its own in ioredis. One
+   * that succeeds after the deadline is undone by the caller's unsubscribe (the hub drops a topic whose
+   * subscription failed), which the connection runs after it.
+   */
   async subscribe(channel: string): Promise<void> {
+    const start = performance.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await this.bus.subscribe(channel);
+      await Promise.race([
+        this.bus.subscribe(channel),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${this.opts.commandTimeoutMs} ms`)),
+            this.opts.commandTimeoutMs,
+          );
+        }),
+      ]);
+      this.observe('subscribe', (performance.now() - start) / 1000, true);
     } catch (err) {
+      this.observe('subscribe', (performance.now() - start) / 1000, false);
       throw new UnavailableError(`subscribe failed: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -358,7 +420,7 @@ export class RedisEngine implements Engine {
     const { size, ttlS } = this.bounds(ref);
     const dedupKey = input.dedup
       ? this.keys.dedup(ref, input.dedup.scope, input.dedup.key)
-      : this.keys.dedup(ref, '-', '-');
+      : this.keys.dedup(ref, '', '');
     const args: (string | number)[] = [
       this.keys.meta(ref),
       this.keys.history(ref),
@@ -426,7 +488,7 @@ export class RedisEngine implements Engine {
     return this.readMode(ref, 'before', before === undefined ? '' : String(before), limit);
   }
 
-  private presenceCall(mode: string, room: string, user: string, node = this.opts.nodeId): Promise<string[]> {
+  private presenceCall(mode: string, room: string, user: string, node = this.instance): Promise<string[]> {
     return this.timed('presence', () =>
       this.redis.rcPresence(
         this.keys.presence(room),
@@ -444,7 +506,7 @@ export class RedisEngine implements Engine {
 
   /** Records an entry this node wrote, so that a sweep can remove it if the node dies. */
   private index(op: 'sadd' | 'srem', entry: (string | number)[]): Promise<unknown> {
-    const key = this.keys.nodeIndex(this.opts.nodeId);
+    const key = this.keys.nodeIndex(this.instance);
     const member = JSON.stringify(entry);
     return this.timed('index', () =>
       op === 'sadd' ? this.redis.sadd(key, member) : this.redis.srem(key, member),
@@ -472,7 +534,7 @@ export class RedisEngine implements Engine {
     user: string,
     connId: string,
     info = '',
-    node = this.opts.nodeId,
+    node = this.instance,
   ): Promise<number> {
     return this.timed('connections', () =>
       this.redis.rcConnections(
@@ -532,7 +594,7 @@ export class RedisEngine implements Engine {
   async heartbeat(local: () => LocalState): Promise<void> {
     const now = Date.now();
     const nodes = this.keys.nodes();
-    const added = await this.timed('nodes', () => this.redis.zadd(nodes, now, this.opts.nodeId));
+    const added = await this.timed('nodes', () => this.redis.zadd(nodes, now, this.instance));
     if (added === 1 && this.leased) {
       this.log.warn('this node was swept while unreachable; registering its connections and presence again');
       await this.reassert(local());
@@ -540,17 +602,36 @@ export class RedisEngine implements Engine {
     this.leased = true;
     const scores = await this.timed('nodes', () => this.redis.zrange(nodes, 0, -1, 'WITHSCORES'));
     const dead: string[] = [];
-    for (let i = 0; i + 1 < scores.length; i += 2)
-      if (Number(scores[i + 1]) < now - this.opts.presenceTtlMs) dead.push(scores[i]!);
+    const twins: string[] = [];
+    const sameId = `${this.opts.nodeId}#`;
+    for (let i = 0; i + 1 < scores.length; i += 2) {
+      const node = scores[i]!;
+      if (Number(scores[i + 1]) < now - this.opts.presenceTtlMs) dead.push(node);
+      else if (node !== this.instance && node.startsWith(sameId)) twins.push(node);
+    }
     this.deadNodes = new Set(dead);
+    this.noteTwins(twins);
     for (const node of dead) {
       const claim = await this.timed('nodes', () =>
-        this.redis.set(this.keys.sweepClaim(node), this.opts.nodeId, 'PX', this.opts.presenceTtlMs, 'NX'),
+        this.redis.set(this.keys.sweepClaim(node), this.instance, 'PX', this.opts.presenceTtlMs, 'NX'),
       );
       if (claim !== 'OK') continue;
       this.log.info({ deadNode: node }, 'sweeping the entries of a node that stopped heartbeating');
       await this.sweep(node);
     }
+  }
+
+  /** Two live processes with one NODE_ID make metrics and logs ambiguous: say so loudly while it lasts. */
+  private noteTwins(twins: string[]): void {
+    const was = this.twins.length;
+    this.twins = twins;
+    if (twins.length > 0)
+      this.log.error(
+        { nodeId: this.opts.nodeId, instance: this.instance, others: twins },
+        'another live gateway process uses this NODE_ID: give every process its own NODE_ID',
+      );
+    else if (was > 0)
+      this.log.warn({ nodeId: this.opts.nodeId }, 'no other live gateway process uses this NODE_ID any more');
   }
 
   private async reassert(local: LocalState): Promise<void> {
@@ -559,7 +640,13 @@ export class RedisEngine implements Engine {
       for (const user of users) work.push(this.presenceAdd(room, user));
     for (const [user, conns] of local.users)
       for (const c of conns)
-        work.push(this.connectionAdd(user, c, { node: this.opts.nodeId, reasserted: Date.now() }));
+        work.push(
+          this.connectionAdd(user, c, {
+            node: this.opts.nodeId,
+            instance: this.instance,
+            reasserted: Date.now(),
+          }),
+        );
     await Promise.all(work);
   }
 
@@ -585,6 +672,6 @@ export class RedisEngine implements Engine {
 
   /** Graceful shutdown: this node's entries go now rather than after the lease lapses. */
   async removeNode(): Promise<void> {
-    await this.sweep(this.opts.nodeId);
+    await this.sweep(this.instance);
   }
 }

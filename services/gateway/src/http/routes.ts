@@ -106,7 +106,10 @@ export function createRoutes(deps: RouteDeps): (req: HttpRequest) => Promise<Htt
         const b = parseJson(req.body);
         if (!b || typeof b.room !== 'string')
           return apiError(400, 'bad_request', 'expected a JSON object {"room": string, "body": any}');
-        if (b.from !== undefined && (typeof b.from !== 'string' || b.from.length === 0 || b.from.length > 256))
+        if (
+          b.from !== undefined &&
+          (typeof b.from !== 'string' || b.from.length === 0 || b.from.length > 256)
+        )
           return apiError(400, 'bad_request', 'from must be a string of 1-256 characters');
         if (b.key !== undefined && typeof b.key !== 'string')
           return apiError(400, 'bad_request', 'key must be a string of 1-64 characters');
