@@ -1,13 +1,26 @@
 // Redis key and channel layout. Every key of a room shares the hash tag {r:<room>} with the room's channel, and
 // every key of a user the tag {u:<user>}, so under Redis Cluster a room's store-and-publish runs on one shard
 // and sharded pub/sub (SPUBLISH) keeps a room's traffic on that shard.
+//
+// Unambiguous: every part that comes from outside (room names, user ids, idempotency keys, node ids) is passed
+// through part(), which percent-encodes '%' and the characters the layout itself uses (':' between parts, '{'
+// and '}' around the hash tag, '|' inside members). Two different inputs therefore never share a key, and a part
+// can never open or close a hash tag: a tag is exactly {r:<room>} or {u:<user>}. Parts without those characters
+// are written as they are, so the keys of ordinary names did not change.
 import type { StreamRef } from './engine';
+
+/** Injective and free of ':', '{', '}' and '|': '%' and those become %25, %3A, %7B, %7D, %7C. */
+export function part(s: string): string {
+  return /[%:{}|]/.test(s)
+    ? s.replace(/[%:{}|]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    : s;
+}
 
 export class Keys {
   constructor(private readonly prefix: string) {}
 
   private tag(ref: StreamRef): string {
-    return `${this.prefix}:{${ref.kind === 'room' ? 'r' : 'u'}:${ref.name}}`;
+    return `${this.prefix}:{${ref.kind === 'room' ? 'r' : 'u'}:${part(ref.name)}}`;
   }
 
   /** The pub/sub channel: room messages and presence events, or a user's DMs and control messages. */
@@ -22,8 +35,12 @@ export class Keys {
   history(ref: StreamRef): string {
     return `${this.tag(ref)}:h`;
   }
+  /**
+   * The dedup record of one stored event: (scope, key) for a client's idempotency key, where scope is the
+   * sender (never empty); an empty scope holds the copies written under a message id (a DM's sender copy).
+   */
   dedup(ref: StreamRef, scope: string, key: string): string {
-    return `${this.tag(ref)}:d:${scope}:${key}`;
+    return `${this.tag(ref)}:d:${part(scope)}:${part(key)}`;
   }
   /** Zset of "<user>|<node>", score = when added (ms). */
   presence(room: string): string {
@@ -44,16 +61,19 @@ export class Keys {
   rate(user: string): string {
     return `${this.tag({ kind: 'inbox', name: user })}:rl`;
   }
-  /** Zset of node ids, score = last heartbeat (ms): a node whose score is older than PRESENCE_TTL_MS is dead. */
+  /**
+   * Zset of node instances ("<NODE_ID>#<random>", one per process), score = last heartbeat (ms): an instance
+   * whose score is older than PRESENCE_TTL_MS is dead.
+   */
   nodes(): string {
     return `${this.prefix}:nodes`;
   }
-  /** Set of the entries a node wrote (JSON ["p", room, user] / ["c", user, connection]), for its sweep. */
+  /** Set of the entries a node instance wrote (JSON ["p", room, user] / ["c", user, connection]), for its sweep. */
   nodeIndex(node: string): string {
-    return `${this.prefix}:node:${node}:idx`;
+    return `${this.prefix}:node:${part(node)}:idx`;
   }
   /** Claimed by the node that sweeps a dead node, so one does it. */
   sweepClaim(node: string): string {
-    return `${this.prefix}:node:${node}:sweep`;
+    return `${this.prefix}:node:${part(node)}:sweep`;
   }
 }

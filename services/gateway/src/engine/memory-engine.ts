@@ -96,7 +96,7 @@ export class MemoryEngine implements Engine {
 
   async append(ref: StreamRef, input: AppendInput): Promise<AppendResult> {
     const channel = this.channel(ref);
-    const dedupKey = input.dedup && `${channel}\u0000${input.dedup.scope}\u0000${input.dedup.key}`;
+    const dedupKey = input.dedup && JSON.stringify([channel, input.dedup.scope, input.dedup.key]);
     if (dedupKey) {
       const prev = this.dedup.get(dedupKey);
       if (prev && prev.expiresAt > Date.now()) return { ...prev.result, duplicate: true };
