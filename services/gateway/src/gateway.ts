@@ -369,6 +369,11 @@ export class Gateway {
     };
   }
 
+  /**
+   * A DM is two copies in two inboxes (two Cluster slots): the recipient's, deduplicated on (sender, key), and
+   * the sender's, deduplicated on the message id. Each write is idempotent on its own key, so `ok` means both
+   * are stored, and a retry with the same key writes whichever is missing and answers the first result.
+   */
   private async dm(
     session: Session,
     to: string,
@@ -378,15 +383,18 @@ export class Gateway {
     const { client } = session;
     await this.userRate(client.user);
     const reply = await this.store({ kind: 'inbox', name: to }, 'dm', client.user, { to }, body, key);
-    if (to !== client.user && !reply.duplicate) {
+    if (to !== client.user) {
       // The sender's copy, for the sender's other connections and their recovery; the sending one has the reply.
+      const id = reply.id as string;
+      const ts = reply.ts as number;
       await this.engine.append(
         { kind: 'inbox', name: client.user },
         {
           type: 'dm',
-          id: reply.id as string,
-          ts: reply.ts as number,
-          tail: eventTail({ id: reply.id as string, from: client.user, to, ts: reply.ts as number }, body),
+          id,
+          ts,
+          tail: eventTail({ id, from: client.user, to, ts }, body),
+          dedup: { scope: '', key: id },
           skip: client.id,
         },
       );
