@@ -288,6 +288,8 @@ export class ShardedBus implements Bus {
     });
     const conn: ShardConn = { key, redis, broken: false };
     this.conns.set(key, conn);
+    // Every place() in flight on this connection waits on 'moved' once: as many as the channels of a shard.
+    redis.setMaxListeners(0);
     redis.on('smessageBuffer', (channel: Buffer, payload: Buffer) =>
       this.cb.message(channel.toString(), payload),
     );
@@ -309,7 +311,8 @@ export class ShardedBus implements Bus {
     redis.on('error', (err: Error) => {
       // An SUNSUBSCRIBE the server pushed (its slot migrated away) reaches ioredis with no command waiting.
       if (err.message.includes('sunsubscribe')) breakIt('server unsubscribed');
-      else this.log.warn({ err: err.message, node: key }, 'redis subscriber error');
+      // A failover refuses connections to the old primary until the slot map moves on: one outage, one line.
+      else this.failing(0, `${key}: ${err.message}`);
     });
     return conn;
   }
@@ -407,8 +410,9 @@ export class ShardedBus implements Bus {
     }
   }
 
+  /** Records `count` failed placements (0: a subscriber connection error), logging only an outage's start. */
   private failing(count: number, err: string): void {
-    this.opts.failed?.(count);
+    if (count > 0) this.opts.failed?.(count);
     if (this.outage) {
       this.outage.failures += count;
       this.outage.lastError = err;
