@@ -394,7 +394,8 @@ export class Gateway {
           id,
           ts,
           tail: eventTail({ id, from: client.user, to, ts }, body),
-          dedup: { scope: '', key: id },
+          // Without a key a retry is a new DM anyway: no dedup record to keep.
+          dedup: key === undefined ? undefined : { scope: '', key: id },
           skip: client.id,
         },
       );
