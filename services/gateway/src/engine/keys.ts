@@ -9,11 +9,20 @@
 // are written as they are, so the keys of ordinary names did not change.
 import type { StreamRef } from './engine';
 
-/** Injective and free of ':', '{', '}' and '|': '%' and those become %25, %3A, %7B, %7D, %7C. */
+/** Lone UTF-16 surrogates: Redis gets keys as UTF-8, where each would become the same U+FFFD. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
+
+/**
+ * Injective, even after UTF-8 encoding, and free of ':', '{', '}' and '|': '%' and those become %25, %3A, %7B,
+ * %7D, %7C, and a lone surrogate %uD800 (its code unit).
+ */
 export function part(s: string): string {
-  return /[%:{}|]/.test(s)
+  let out = /[%:{}|]/.test(s)
     ? s.replace(/[%:{}|]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
     : s;
+  if (/[\ud800-\udfff]/.test(out))
+    out = out.replace(LONE_SURROGATE, (c) => `%u${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return out;
 }
 
 export class Keys {
