@@ -34,7 +34,7 @@ async function run(room: string, urls: string[], count: number, rate: number, fa
 describe.each(TOPOLOGIES)('on %s Redis', (topology) => {
   beforeEach(async () => {
     backend = await startBackend(topology);
-  });
+  }, 60_000); // a Redis Cluster forms in a few seconds, more on a loaded machine
   afterEach(async () => {
     await Promise.all(nodes.map((n) => n.kill()));
     await backend.stop();
@@ -50,7 +50,7 @@ describe.each(TOPOLOGIES)('on %s Redis', (topology) => {
     expect(reconnects).toBeGreaterThanOrEqual(2); // the two subscribers that started on node 2
     expect(result.acknowledged).toBe(300);
     expect(result).toMatchObject({ lost: 0, duplicated: 0, outOfOrder: 0, gaps: 0 });
-  });
+  }, 60_000);
 
   test('rolling restart (SIGTERM each node in turn, then start it again) mid-stream: 0 lost, 0 duplicated', async () => {
     const started = await startNodes(3, faultEnv(backend.env));
@@ -70,5 +70,5 @@ describe.each(TOPOLOGIES)('on %s Redis', (topology) => {
     expect(reconnects).toBeGreaterThanOrEqual(6);
     expect(result.acknowledged).toBe(400);
     expect(result).toMatchObject({ lost: 0, duplicated: 0, outOfOrder: 0, gaps: 0 });
-  });
+  }, 60_000);
 });
