@@ -1,6 +1,6 @@
 // One contract, two engines: the same suite runs against MemoryEngine and RedisEngine (real redis-server).
 import { pino } from 'pino';
-import type { BusMessage, Engine, StreamRef } from '../../services/gateway/src/engine/engine';
+import type { BusMessage, Engine, Revocation, StreamRef } from '../../services/gateway/src/engine/engine';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
 import { eventTail } from '../../services/gateway/src/protocol/frames';
@@ -35,6 +35,45 @@ const makers: [string, () => Engine][] = [
       ),
   ],
 ];
+
+describe('redis engine revocations across nodes', () => {
+  const node = (id: string) =>
+    new RedisEngine(
+      { ...bounds, url: redis.url, nodeId: id, keyPrefix: 'rv', commandTimeoutMs: 2000, presenceTtlMs: 1000 },
+      pino({ level: 'silent' }),
+    );
+
+  test('a revocation reaches another node through the bus, and a node started later loads it', async () => {
+    const a = node(`rva-${++seq}`);
+    const b = node(`rvb-${++seq}`);
+    const onB: Revocation[] = [];
+    b.onRevoked((r) => onB.push(r));
+    await Promise.all([a.start(), b.start()]);
+    try {
+      await until('both ready', () => a.ready() && b.ready());
+      const r: Revocation = { kind: 'user', user: 'eve', issuedBefore: 1000, expiresAt: Date.now() + 60_000 };
+      await a.revoke(r);
+      await until('b heard of it', () => onB.length === 1, 1000);
+      expect(onB[0]).toEqual(r);
+      expect(b.isRevoked({ user: 'eve', issuedAt: 999 })).toBe(true);
+      const c = node(`rvc-${++seq}`);
+      await c.start();
+      try {
+        await until('c ready', () => c.ready());
+        expect(c.isRevoked({ user: 'eve', issuedAt: 999 })).toBe(true);
+        expect(c.isRevoked({ user: 'eve', issuedAt: 1000 })).toBe(false);
+      } finally {
+        await c.stop();
+      }
+      // Redis keeps it no longer than its expiry.
+      const ttl = Number(await redis.cli('PTTL', 'rv:{revoked}:x'));
+      expect(ttl).toBeGreaterThan(50_000);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+    }
+  });
+});
 
 describe.each(makers)('%s engine', (_kind, make) => {
   let engine: Engine;
@@ -138,6 +177,47 @@ describe.each(makers)('%s engine', (_kind, make) => {
     expect(waits.slice(0, 3)).toEqual([0, 0, 0]);
     expect(waits[3]).toBeGreaterThan(0);
     expect(waits[3]).toBeLessThanOrEqual(1000);
+  });
+
+  test('connectionReserve admits up to the limit and no further, counting every registration', async () => {
+    const user = `capped-${++seq}`;
+    await engine.connectionAdd(user, 'c0', {});
+    const admitted = await Promise.all(
+      ['c1', 'c2', 'c3', 'c4'].map((c) => engine.connectionReserve(user, c, 3, {})),
+    );
+    expect(admitted.filter(Boolean)).toHaveLength(2);
+    expect(await engine.connectionCount(user)).toBe(3);
+    await engine.connectionRemove(user, 'c0');
+    expect(await engine.connectionReserve(user, 'c5', 3, {})).toBe(true);
+    expect(await engine.connectionCount(user)).toBe(3);
+  });
+
+  test('revocations: by jti and by user before a moment, reported once, checked from memory, expiring', async () => {
+    const seen: Revocation[] = [];
+    engine.onRevoked((r) => seen.push(r));
+    const user = `rv-${++seq}`;
+    const now = Date.now();
+    const issued = Math.floor(now / 1000);
+    expect(engine.isRevoked({ user, jti: 'j1', issuedAt: issued })).toBe(false);
+    await engine.revoke({ kind: 'jti', jti: 'j1', expiresAt: now + 60_000 });
+    await engine.revoke({ kind: 'jti', jti: 'j1', expiresAt: now + 60_000 });
+    expect(engine.isRevoked({ user, jti: 'j1', issuedAt: issued })).toBe(true);
+    expect(engine.isRevoked({ user, jti: 'j2', issuedAt: issued })).toBe(false);
+    await engine.revoke({ kind: 'user', user, issuedBefore: issued + 1, expiresAt: now + 60_000 });
+    expect(engine.isRevoked({ user, jti: 'j2', issuedAt: issued })).toBe(true);
+    expect(engine.isRevoked({ user })).toBe(true); // no iat: cannot be dated, counts as older
+    expect(engine.isRevoked({ user, issuedAt: issued + 1 })).toBe(false);
+    expect(engine.isRevoked({ user: `${user}-other`, issuedAt: issued })).toBe(false);
+    // A short-lived one is gone once it expires.
+    await engine.revoke({ kind: 'jti', jti: 'brief', expiresAt: Date.now() + 300 });
+    expect(engine.isRevoked({ user: 'someone', jti: 'brief' })).toBe(true);
+    await until(
+      'the brief revocation expired',
+      () => !engine.isRevoked({ user: 'someone', jti: 'brief' }),
+      3000,
+    );
+    await until('three distinct revocations reported', () => seen.length === 3);
+    expect(seen.map((r) => r.kind)).toEqual(['jti', 'user', 'jti']);
   });
 
   test('unsubscribed channels deliver nothing', async () => {

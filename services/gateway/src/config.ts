@@ -64,6 +64,8 @@ function hostPorts(name: string) {
   };
 }
 
+/** Anything else (a typo such as `Production`) must not quietly run in dev mode with /dev/token open. */
+const NODE_ENVS = ['development', 'production', 'test'] as const;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Name, default (undefined = unset) and parser of every environment variable the gateway reads. */
@@ -78,7 +80,7 @@ const ENV = {
       return s;
     },
   },
-  NODE_ENV: { def: 'development', parse: (s: string) => s },
+  NODE_ENV: { def: 'development', parse: oneOf('NODE_ENV', NODE_ENVS) },
   LOG_LEVEL: { def: 'info', parse: oneOf('LOG_LEVEL', LOG_LEVELS) },
   REDIS_URL: { def: undefined, parse: url('REDIS_URL') },
   REDIS_COMMAND_TIMEOUT_MS: { def: '2000', parse: int('REDIS_COMMAND_TIMEOUT_MS', 50, 60000) },
@@ -94,6 +96,12 @@ const ENV = {
   JWT_PUBLIC_KEY: { def: undefined, parse: pem },
   JWT_ISSUER: { def: undefined, parse: (s: string) => s },
   JWT_AUDIENCE: { def: undefined, parse: (s: string) => s },
+  JWT_ALLOW_NO_EXP: { def: 'false', parse: oneOf('JWT_ALLOW_NO_EXP', ['true', 'false'] as const) },
+  JWT_MAX_LIFETIME_S: { def: '0', parse: int('JWT_MAX_LIFETIME_S', 0, 31536000) },
+  MAX_TOKEN_ROOM_PATTERNS: { def: '64', parse: int('MAX_TOKEN_ROOM_PATTERNS', 1, 10000) },
+  MAX_TOKEN_ROOM_PATTERN_LENGTH: { def: '256', parse: int('MAX_TOKEN_ROOM_PATTERN_LENGTH', 1, 4096) },
+  REVOCATION_TTL_S: { def: undefined, parse: int('REVOCATION_TTL_S', 60, 31536000) },
+  MAX_CONNECTIONS_PER_USER: { def: '100', parse: int('MAX_CONNECTIONS_PER_USER', 0, 1000000) },
   API_KEY: { def: undefined, parse: (s: string) => s },
   ALLOWED_ORIGINS: { def: '', parse: list },
   MAX_MESSAGE_BYTES: { def: '16384', parse: int('MAX_MESSAGE_BYTES', 64, 1048576) },
@@ -158,7 +166,18 @@ export interface Config {
     dev: boolean;
     /** /dev/token is served: in dev mode, or with DEV_TOKENS=true and JWT_SECRET (never in production). */
     devTokens: boolean;
+    /** Caps on the `rooms` claim (a token over them is refused; /dev/token will not sign one). */
+    maxRoomPatterns: number;
+    maxRoomPatternLength: number;
+    allowNoExp: boolean;
+    /** 0 = no limit. */
+    maxLifetimeS: number;
   };
+  /**
+   * How long a revocation is kept when the call gives no expiry: JWT_MAX_LIFETIME_S when set (a token issued
+   * before a user revocation has expired by then), else REVOCATION_TTL_S (default one day).
+   */
+  revocationTtlS: number;
   apiKey?: string;
   allowedOrigins: string[];
   limits: {
@@ -166,6 +185,8 @@ export interface Config {
     maxFrameBytes: number;
     maxRoomNameLength: number;
     maxRoomsPerConnection: number;
+    /** Connections of one user across all nodes; 0 = no limit. */
+    maxConnectionsPerUser: number;
     cmdRate: number;
     cmdBurst: number;
     userMsgRate: number;
@@ -194,6 +215,12 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
   if (devTokens && secret === undefined) throw new ConfigError('DEV_TOKENS=true needs JWT_SECRET (HS256)');
   if (secret !== undefined && secret.length < 16)
     throw new ConfigError('JWT_SECRET must be at least 16 characters');
+  const maxLifetimeS = read(env, 'JWT_MAX_LIFETIME_S')!;
+  const revocationTtlS = read(env, 'REVOCATION_TTL_S');
+  if (revocationTtlS !== undefined && maxLifetimeS > 0 && revocationTtlS < maxLifetimeS)
+    throw new ConfigError(
+      'REVOCATION_TTL_S must be at least JWT_MAX_LIFETIME_S (or revoked tokens come back)',
+    );
   const redisUrl = read(env, 'REDIS_URL');
   const redisCluster = read(env, 'REDIS_CLUSTER_NODES');
   const redisSentinels = read(env, 'REDIS_SENTINELS');
@@ -235,7 +262,12 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
       audience: read(env, 'JWT_AUDIENCE'),
       dev,
       devTokens: dev || devTokens,
+      maxRoomPatterns: read(env, 'MAX_TOKEN_ROOM_PATTERNS')!,
+      maxRoomPatternLength: read(env, 'MAX_TOKEN_ROOM_PATTERN_LENGTH')!,
+      allowNoExp: read(env, 'JWT_ALLOW_NO_EXP') === 'true',
+      maxLifetimeS,
     },
+    revocationTtlS: revocationTtlS ?? (maxLifetimeS > 0 ? maxLifetimeS : 86400),
     apiKey: read(env, 'API_KEY'),
     allowedOrigins: read(env, 'ALLOWED_ORIGINS') ?? [],
     limits: {
@@ -243,6 +275,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
       maxFrameBytes,
       maxRoomNameLength: read(env, 'MAX_ROOM_NAME_LENGTH')!,
       maxRoomsPerConnection: read(env, 'MAX_ROOMS_PER_CONNECTION')!,
+      maxConnectionsPerUser: read(env, 'MAX_CONNECTIONS_PER_USER')!,
       cmdRate: read(env, 'CMD_RATE')!,
       cmdBurst: read(env, 'CMD_BURST')!,
       userMsgRate: read(env, 'USER_MSG_RATE')!,

@@ -1,8 +1,8 @@
 // Per-connection protocol logic: the welcome, command dispatch with its limits, replies, and the server API.
 // Transport-agnostic: it sees Connections, never uWS sockets.
 import type { Config } from './config';
-import type { Engine, StreamRef } from './engine/engine';
-import { UnavailableError } from './engine/engine';
+import type { Engine, Revocation, StreamRef } from './engine/engine';
+import { revokes, UnavailableError } from './engine/engine';
 import { Client, type Connection, type Sub } from './hub/client';
 import type { Hub } from './hub/hub';
 import type { Logger } from './logger';
@@ -98,10 +98,14 @@ export class Gateway {
     try {
       await client.inboxReady;
       if (client.closed) return;
-      await this.engine.connectionAdd(identity.user, client.id, {
-        node: this.config.nodeId,
-        connectedAt: Date.now(),
-      });
+      const info = { node: this.config.nodeId, connectedAt: Date.now() };
+      const cap = this.config.limits.maxConnectionsPerUser;
+      if (cap === 0) await this.engine.connectionAdd(identity.user, client.id, info);
+      else if (!(await this.engine.connectionReserve(identity.user, client.id, cap, info))) {
+        this.metrics.rateLimited.inc({ scope: 'user_connections' });
+        client.conn.close(CLOSE.tooManyConnections, `more than ${cap} connections for this user`);
+        return;
+      }
     } catch (err) {
       this.log.warn(
         { err: (err as Error).message, conn: client.id },
@@ -464,7 +468,7 @@ export class Gateway {
     };
   }
 
-  private async refresh(session: Session, token: string): Promise<Record<string, unknown>> {
+  private async refresh(session: Session, token: string): Promise<Record<string | symbol, unknown>> {
     let identity: Identity;
     try {
       identity = this.verifier.verify(token);
@@ -477,7 +481,15 @@ export class Gateway {
       throw new ProtocolError('unauthorized', 'token is for another user');
     session.identity = identity;
     this.armExpiry(session);
-    return { expiresAt: identity.expiresAt };
+    // The new token's `rooms` claim applies now: rooms it no longer allows are left (a normal leave).
+    const left = [...session.client.rooms.keys()].filter((room) => !roomAllowed(identity, room));
+    for (const room of left) this.leaveRoom(session.client, room);
+    if (left.length === 0) return { expiresAt: identity.expiresAt };
+    return {
+      expiresAt: identity.expiresAt,
+      [AFTER_REPLY]: () =>
+        this.send(session.client, JSON.stringify({ type: 'left', rooms: left, reason: 'token' }), 'left'),
+    };
   }
 
   private armExpiry(session: Session): void {
@@ -498,6 +510,15 @@ export class Gateway {
   disconnectUser(user: string): void {
     for (const client of [...this.sessions.keys()])
       if (client.user === user) client.conn.close(CLOSE.kicked, 'disconnected by server');
+  }
+
+  /** Closes every local connection whose current token `r` revokes, with 4004. */
+  closeRevoked(r: Revocation): void {
+    for (const [client, session] of [...this.sessions])
+      if (revokes(r, session.identity)) {
+        this.log.info({ conn: client.id, user: client.user }, 'token revoked; closing');
+        client.conn.close(CLOSE.tokenRevoked, 'token revoked');
+      }
   }
 
   /** Server API publish: the same store-then-fan-out as a client publish, from `from` (default "server"). */

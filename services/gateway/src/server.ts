@@ -9,7 +9,7 @@ import { Gateway } from './gateway';
 import { Hub } from './hub/hub';
 import type { Logger } from './logger';
 import { createMetrics, Stats } from './metrics';
-import { AuthError, mintDevToken, TokenVerifier } from './auth/tokens';
+import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/tokens';
 import { createRoutes } from './http/routes';
 import { UwsTransport } from './transport/uws-server';
 
@@ -99,8 +99,9 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     },
     log,
   );
-  const verifier = new TokenVerifier(config.jwt);
+  const verifier = new TokenVerifier(config.jwt, (identity) => engine.isRevoked(identity));
   const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);
+  engine.onRevoked((r) => gateway.closeRevoked(r));
   const ipLimiter = new IpLimiter(config.limits.connRatePerIp);
 
   const routes = createRoutes({
@@ -109,6 +110,9 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     mintToken: config.jwt.devTokens
       ? (user, rooms, ttl) => mintDevToken(config.jwt.secret!, user, rooms, ttl)
       : undefined,
+    roomPatternCaps: { count: config.jwt.maxRoomPatterns, length: config.jwt.maxRoomPatternLength },
+    revocationTtlS: config.revocationTtlS,
+    revoke: (r) => engine.revoke(r),
     apiKey: config.apiKey,
     publish: (room, body, key, from) => gateway.apiPublish(room, body, key, from),
     presence: (room) => gateway.apiPresence(room),
@@ -144,14 +148,16 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           metrics.rateLimited.inc({ scope: 'ip' });
           return reject(429, 'rate_limited', 'rate_limited', { 'retry-after': '1' });
         }
+        let identity: Identity;
         try {
-          return { identity: verifier.verify(token) };
+          identity = verifier.verify(token);
         } catch (err) {
           const reason = err instanceof AuthError ? err.reason : 'malformed';
           metrics.authFailures.inc({ reason });
           log.info({ reason, ip }, 'auth failure');
           return reject(401, reason, 'unauthorized');
         }
+        return { identity };
       },
       open: (conn, identity) => {
         const client = gateway.open(conn, identity);

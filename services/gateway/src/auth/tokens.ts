@@ -1,12 +1,18 @@
 // JWT verification at the handshake (and on `refresh`), the `rooms` claim, and dev-mode minting.
 import jwt from 'jsonwebtoken';
+import { isWellFormed } from '../protocol/unicode';
+import { RoomPattern } from './room-pattern';
 
 export interface Identity {
   user: string;
   /** Compiled `rooms` claim; undefined = any room. */
-  rooms?: RegExp[];
-  /** Token expiry, ms since epoch. */
+  rooms?: RoomPattern[];
+  /** Token expiry, ms since epoch (null only for a token without `exp`, accepted with JWT_ALLOW_NO_EXP). */
   expiresAt: number | null;
+  /** The token's `jti`, when it has one (revocation by id). */
+  jti?: string;
+  /** The token's `iat`, seconds since epoch, when it has one (revocation of a user's older tokens). */
+  issuedAt?: number;
 }
 
 export type AuthFailure =
@@ -18,7 +24,13 @@ export type AuthFailure =
   | 'not_yet_valid'
   | 'bad_issuer'
   | 'bad_audience'
-  | 'no_subject';
+  | 'no_subject'
+  | 'bad_subject'
+  | 'no_expiry'
+  | 'lifetime_too_long'
+  | 'too_many_room_patterns'
+  | 'room_pattern_too_long'
+  | 'revoked';
 
 export class AuthError extends Error {
   constructor(readonly reason: AuthFailure) {
@@ -31,25 +43,30 @@ export interface VerifierOptions {
   publicKey?: string;
   issuer?: string;
   audience?: string;
-}
-
-/** Glob (`*`, `?`) to an anchored RegExp; every other character is literal. */
-export function globToRegExp(glob: string): RegExp {
-  const body = glob
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
+  /** Caps on the `rooms` claim: number of patterns, characters per pattern. */
+  maxRoomPatterns: number;
+  maxRoomPatternLength: number;
+  /** Accept tokens without `exp` (JWT_ALLOW_NO_EXP); otherwise they are refused with `no_expiry`. */
+  allowNoExp: boolean;
+  /** Longest accepted lifetime, `exp - iat` (or `exp - now` without `iat`); 0 = no limit. */
+  maxLifetimeS: number;
 }
 
 export function roomAllowed(identity: Identity, room: string): boolean {
-  return identity.rooms === undefined || identity.rooms.some((r) => r.test(room));
+  return identity.rooms === undefined || identity.rooms.some((r) => r.matches(room));
 }
 
 export class TokenVerifier {
   private readonly algorithms: jwt.Algorithm[];
 
-  constructor(private readonly opts: VerifierOptions) {
+  /**
+   * `revoked` is asked about every token that passes every other check; it must answer from memory (the upgrade
+   * must not wait on Redis for it).
+   */
+  constructor(
+    private readonly opts: VerifierOptions,
+    private readonly revoked: (identity: Identity) => boolean = () => false,
+  ) {
     this.algorithms = [];
     if (opts.secret) this.algorithms.push('HS256');
     if (opts.publicKey) this.algorithms.push('RS256');
@@ -74,13 +91,29 @@ export class TokenVerifier {
     }
     if (typeof claims.sub !== 'string' || claims.sub.length === 0 || claims.sub.length > 256)
       throw new AuthError('no_subject');
-    let rooms: RegExp[] | undefined;
+    if (!isWellFormed(claims.sub)) throw new AuthError('bad_subject');
+    const exp = typeof claims.exp === 'number' ? claims.exp : undefined;
+    const iat = typeof claims.iat === 'number' ? claims.iat : undefined;
+    if (exp === undefined && !this.opts.allowNoExp) throw new AuthError('no_expiry');
+    if (exp !== undefined && this.opts.maxLifetimeS > 0) {
+      const lifetime = exp - (iat ?? Date.now() / 1000);
+      if (lifetime > this.opts.maxLifetimeS) throw new AuthError('lifetime_too_long');
+    }
+    let rooms: RoomPattern[] | undefined;
     if (claims.rooms !== undefined) {
       if (!Array.isArray(claims.rooms) || !claims.rooms.every((r) => typeof r === 'string'))
         throw new AuthError('malformed');
-      rooms = (claims.rooms as string[]).map(globToRegExp);
+      const patterns = claims.rooms as string[];
+      if (patterns.length > this.opts.maxRoomPatterns) throw new AuthError('too_many_room_patterns');
+      if (patterns.some((p) => p.length > this.opts.maxRoomPatternLength))
+        throw new AuthError('room_pattern_too_long');
+      rooms = patterns.map((p) => new RoomPattern(p));
     }
-    return { user: claims.sub, rooms, expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : null };
+    const identity: Identity = { user: claims.sub, rooms, expiresAt: exp === undefined ? null : exp * 1000 };
+    if (typeof claims.jti === 'string' && claims.jti.length > 0) identity.jti = claims.jti;
+    if (iat !== undefined) identity.issuedAt = iat;
+    if (this.revoked(identity)) throw new AuthError('revoked');
+    return identity;
   }
 }
 

@@ -57,6 +57,28 @@ export interface LocalState {
   users: Map<string, Set<string>>;
 }
 
+/**
+ * A revocation: one token by its `jti`, or every token of a user issued before a moment (by `iat`, seconds; a
+ * token without `iat` cannot be dated and counts as issued before). Kept until `expiresAt` (ms since epoch),
+ * which must not be earlier than the expiry of any token it revokes.
+ */
+export type Revocation =
+  | { kind: 'jti'; jti: string; expiresAt: number }
+  | { kind: 'user'; user: string; issuedBefore: number; expiresAt: number };
+
+/** What a revocation check needs of a token. */
+export interface TokenRef {
+  user: string;
+  jti?: string;
+  issuedAt?: number;
+}
+
+/** Whether `r` revokes the token `t`. */
+export function revokes(r: Revocation, t: TokenRef): boolean {
+  if (r.kind === 'jti') return t.jti !== undefined && t.jti === r.jti;
+  return t.user === r.user && (t.issuedAt === undefined || t.issuedAt < r.issuedBefore);
+}
+
 export interface Engine {
   readonly kind: 'memory' | 'redis';
   start(): Promise<void>;
@@ -95,11 +117,41 @@ export interface Engine {
   presence(room: string): Promise<string[]>;
 
   connectionAdd(user: string, connId: string, info: Record<string, unknown>): Promise<void>;
+  /**
+   * Admission under MAX_CONNECTIONS_PER_USER: atomically (one Redis script, so concurrent upgrades on any nodes
+   * cannot both take the last place) counts the user's live connections on all nodes (leaving out nodes whose
+   * lease lapsed) and, when fewer than `limit`, registers `connId` as connectionAdd does and resolves true; else
+   * registers nothing and resolves false. A reservation whose socket never opens must be given back with
+   * connectionRemove.
+   */
+  connectionReserve(
+    user: string,
+    connId: string,
+    limit: number,
+    info: Record<string, unknown>,
+  ): Promise<boolean>;
   connectionRemove(user: string, connId: string): Promise<void>;
   /** Live connections of the user across all nodes. */
   connectionCount(user: string): Promise<number>;
   /** Asks every node to close the user's connections. */
   disconnectUser(user: string): Promise<void>;
+
+  /**
+   * Stores a revocation for every node until r.expiresAt and tells every node (onRevoked), this one included,
+   * within a second. Resolves once it is stored; rejects (UnavailableError) when Redis cannot be reached.
+   */
+  revoke(r: Revocation): Promise<void>;
+  /**
+   * Whether the token is revoked, from this node's in-memory copy of the denylist: no I/O. The copy is loaded
+   * before ready() first turns true, kept in step by the bus, and loaded again whenever the bus reconnects.
+   * Expired entries are dropped.
+   */
+  isRevoked(token: TokenRef): boolean;
+  /**
+   * Called for every revocation this node learns of (its own, a peer's, or found by a reload) that revokes more
+   * than what it held before (a repeat is not reported again). Set once.
+   */
+  onRevoked(handler: (r: Revocation) => void): void;
 
   /** Counts one message of the user against USER_MSG_RATE; returns 0, or ms until the user may send again. */
   userRate(user: string, perSecond: number): Promise<number>;

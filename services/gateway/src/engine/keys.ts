@@ -70,6 +70,18 @@ export class Keys {
   rate(user: string): string {
     return `${this.tag({ kind: 'inbox', name: user })}:rl`;
   }
+  /** The revocation channel: every node subscribes it for the life of the process. */
+  revocations(): string {
+    return `${this.prefix}:{revoked}`;
+  }
+  /** Zset of "j:<jti>" / "u:<user>", score = when the revocation may be forgotten (ms). */
+  revokedExpiry(): string {
+    return `${this.prefix}:{revoked}:x`;
+  }
+  /** Hash "u:<user>" -> issuedBefore (seconds): the user's tokens with an earlier `iat` are revoked. */
+  revokedUsers(): string {
+    return `${this.prefix}:{revoked}:u`;
+  }
   /**
    * Zset of node instances ("<NODE_ID>#<random>", one per process), score = last heartbeat (ms): an instance
    * whose score is older than PRESENCE_TTL_MS is dead.

@@ -6,9 +6,12 @@ import type {
   BusMessage,
   Engine,
   ReadResult,
+  Revocation,
   StoredEvent,
+  TokenRef,
   StreamRef,
 } from './engine';
+import { Denylist } from './denylist';
 import { newEpoch } from './epoch';
 import { presenceEvent, storedEvent } from '../protocol/frames';
 
@@ -36,6 +39,8 @@ export class MemoryEngine implements Engine {
   private readonly rooms = new Map<string, Set<string>>();
   private readonly conns = new Map<string, Set<string>>();
   private readonly rates = new Map<string, { window: number; count: number }>();
+  private readonly denylist = new Denylist();
+  private revokedHandler: (r: Revocation) => void = () => {};
   private sweeper?: NodeJS.Timeout;
 
   constructor(private readonly opts: MemoryEngineOptions) {}
@@ -163,6 +168,12 @@ export class MemoryEngine implements Engine {
     set.add(connId);
   }
 
+  async connectionReserve(user: string, connId: string, limit: number): Promise<boolean> {
+    if ((this.conns.get(user)?.size ?? 0) >= limit) return false;
+    await this.connectionAdd(user, connId);
+    return true;
+  }
+
   async connectionRemove(user: string, connId: string): Promise<void> {
     const set = this.conns.get(user);
     set?.delete(connId);
@@ -175,6 +186,19 @@ export class MemoryEngine implements Engine {
 
   async disconnectUser(user: string): Promise<void> {
     this.publish(`u:${user}`, { kind: 'disconnect' });
+  }
+
+  async revoke(r: Revocation): Promise<void> {
+    const entry = this.denylist.add(r);
+    if (entry) queueMicrotask(() => this.revokedHandler(entry));
+  }
+
+  isRevoked(token: TokenRef): boolean {
+    return this.denylist.has(token);
+  }
+
+  onRevoked(handler: (r: Revocation) => void): void {
+    this.revokedHandler = handler;
   }
 
   async userRate(user: string, perSecond: number): Promise<number> {
@@ -196,5 +220,6 @@ export class MemoryEngine implements Engine {
     for (const [k, v] of this.streams) if (v.expiresAt < now) this.streams.delete(k);
     const window = Math.floor(now / 1000);
     for (const [k, v] of this.rates) if (v.window < window) this.rates.delete(k);
+    this.denylist.prune(now);
   }
 }

@@ -13,10 +13,13 @@ import type {
   Engine,
   LocalState,
   ReadResult,
+  Revocation,
   StoredEvent,
   StreamRef,
+  TokenRef,
 } from './engine';
 import { UnavailableError } from './engine';
+import { Denylist } from './denylist';
 import { newEpoch } from './epoch';
 import { Keys } from './keys';
 import {
@@ -27,7 +30,7 @@ import {
   type Bus,
   type SlotsReply,
 } from './redis-connections';
-import { APPEND, CONNECTIONS, PRESENCE, RATE, READ } from './scripts';
+import { APPEND, CONNECTIONS, PRESENCE, RATE, READ, REVOKE } from './scripts';
 import type { Logger } from '../logger';
 
 export interface RedisEngineOptions {
@@ -77,6 +80,7 @@ type Scripted = (Redis | Cluster) & {
   rcPresence(...args: (string | number)[]): Promise<string[]>;
   rcConnections(...args: (string | number)[]): Promise<number>;
   rcRate(...args: (string | number)[]): Promise<number>;
+  rcRevoke(...args: (string | number)[]): Promise<number>;
 };
 
 const PIPE = 0x7c; // '|'
@@ -155,6 +159,12 @@ export class RedisEngine implements Engine {
   private readonly writers: Scripted[];
   private nextWriter = 0;
   private stopped = false;
+  private readonly denylist = new Denylist();
+  /** The denylist was read from Redis at least once (ready() waits for it). */
+  private denylistLoaded = false;
+  private loading?: Promise<void>;
+  private revokedHandler: (r: Revocation) => void = () => {};
+  private denylistTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly opts: RedisEngineOptions,
@@ -170,10 +180,15 @@ export class RedisEngine implements Engine {
     const common: RedisOptions = { lazyConnect: true, retryStrategy };
     const busCallbacks = {
       message: (channel: string, payload: Buffer) => {
+        if (channel === this.keys.revocations()) return this.revokedMessage(payload);
         const message = parseBusPayload(payload);
         if (message) this.handler(channel, message);
       },
-      resync: () => this.resync(),
+      resync: () => {
+        // Revocations published while the bus was cut off were missed: read the denylist again.
+        void this.loadDenylist();
+        this.resync();
+      },
     };
     this.redis = this.client(`gateway:${this.instance}`);
     if (this.topology === 'cluster') {
@@ -260,6 +275,7 @@ export class RedisEngine implements Engine {
     client.defineCommand('rcPresence', { numberOfKeys: 2, lua: PRESENCE });
     client.defineCommand('rcConnections', { numberOfKeys: 2, lua: CONNECTIONS });
     client.defineCommand('rcRate', { numberOfKeys: 1, lua: RATE });
+    client.defineCommand('rcRevoke', { numberOfKeys: 2, lua: REVOKE });
     client.on('error', (err: Error) =>
       this.log.warn({ err: err.message, client: connectionName.split(':')[0] }, 'redis error'),
     );
@@ -336,18 +352,109 @@ export class RedisEngine implements Engine {
       },
       Math.max(50, Math.floor(this.probeTimeoutMs / 2)),
     ).unref();
+    // Subscribed before the first load, so no revocation falls between the two.
+    await this.bus
+      .subscribe(this.keys.revocations())
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'revocation channel subscribe failed'));
+    await this.loadDenylist();
+    this.denylistTimer = setInterval(() => {
+      if (!this.denylistLoaded) void this.loadDenylist();
+      this.denylist.prune();
+    }, 1000).unref();
+  }
+
+  /** Reads every live revocation from Redis into the in-memory copy; tells onRevoked about each. */
+  private loadDenylist(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        const now = Date.now();
+        const [expiries, users] = await Promise.all([
+          this.timed('revoked', () =>
+            this.redis.zrangebyscore(this.keys.revokedExpiry(), now, '+inf', 'WITHSCORES'),
+          ),
+          this.timed('revoked', () => this.redis.hgetall(this.keys.revokedUsers())),
+        ]);
+        for (let i = 0; i + 1 < expiries.length; i += 2) {
+          const member = expiries[i]!;
+          const expiresAt = Number(expiries[i + 1]);
+          const r: Revocation | undefined = member.startsWith('j:')
+            ? { kind: 'jti', jti: member.slice(2), expiresAt }
+            : users[member] !== undefined
+              ? { kind: 'user', user: member.slice(2), issuedBefore: Number(users[member]), expiresAt }
+              : undefined;
+          if (r) this.learn(r);
+        }
+        if (!this.denylistLoaded)
+          this.log.info({ entries: this.denylist.size }, 'revocation denylist loaded');
+        this.denylistLoaded = true;
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'loading the revocation denylist failed; retrying');
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  private learn(r: Revocation): void {
+    const entry = this.denylist.add(r);
+    if (entry) this.revokedHandler(entry);
+  }
+
+  private revokedMessage(payload: Buffer): void {
+    try {
+      const r = JSON.parse(payload.toString('utf8')) as Revocation;
+      if (r.kind === 'jti' && typeof r.jti === 'string' && typeof r.expiresAt === 'number') this.learn(r);
+      else if (
+        r.kind === 'user' &&
+        typeof r.user === 'string' &&
+        typeof r.issuedBefore === 'number' &&
+        typeof r.expiresAt === 'number'
+      )
+        this.learn(r);
+    } catch {
+      this.log.warn('unreadable revocation message ignored');
+    }
+  }
+
+  async revoke(r: Revocation): Promise<void> {
+    const member = r.kind === 'jti' ? `j:${r.jti}` : `u:${r.user}`;
+    await this.timed('revoked', () =>
+      this.redis.rcRevoke(
+        this.keys.revokedExpiry(),
+        this.keys.revokedUsers(),
+        member,
+        r.expiresAt,
+        r.kind === 'user' ? r.issuedBefore : '',
+        Date.now(),
+        this.keys.revocations(),
+        this.publishCommand,
+        JSON.stringify(r),
+      ),
+    );
+    // Applied here at once; the bus brings the same entry back (merging it again changes nothing).
+    this.learn(r);
+  }
+
+  isRevoked(token: TokenRef): boolean {
+    return this.denylist.has(token);
+  }
+
+  onRevoked(handler: (r: Revocation) => void): void {
+    this.revokedHandler = handler;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.pinger);
+    clearInterval(this.denylistTimer);
     await Promise.allSettled([this.redis.quit(), ...this.writers.map((w) => w.quit()), this.bus.stop()]);
   }
 
   ready(): boolean {
     if (this.probeSince !== undefined && performance.now() - this.probeSince > this.probeTimeoutMs)
       return false;
-    return this.pingOk && this.redis.status === 'ready' && this.bus.ready();
+    return this.pingOk && this.redis.status === 'ready' && this.bus.ready() && this.denylistLoaded;
   }
 
   sameNodeIdPeers(): number {
@@ -554,6 +661,33 @@ export class RedisEngine implements Engine {
       this.connectionsCall('add', user, connId, JSON.stringify(info)),
       this.index('sadd', ['c', user, connId]),
     ]);
+  }
+
+  async connectionReserve(
+    user: string,
+    connId: string,
+    limit: number,
+    info: Record<string, unknown>,
+  ): Promise<boolean> {
+    const [size] = await Promise.all([
+      this.timed('connections', () =>
+        this.redis.rcConnections(
+          this.keys.connections(user),
+          this.keys.sessions(user),
+          'reserve',
+          this.instance,
+          connId,
+          Date.now(),
+          JSON.stringify(info),
+          limit,
+          [...this.deadNodes].join(' '),
+        ),
+      ),
+      this.index('sadd', ['c', user, connId]),
+    ]);
+    if (size >= 0) return true;
+    this.index('srem', ['c', user, connId]).catch(() => undefined);
+    return false;
   }
 
   async connectionRemove(user: string, connId: string): Promise<void> {

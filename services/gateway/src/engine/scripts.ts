@@ -110,12 +110,24 @@ return {}
 `;
 
 /**
- * KEYS: connections zset, sessions hash.  ARGV: mode ('add'|'remove'), node, conn, now_ms, session_json.
- * The zset holds "<node>|<connection>"; the hash connection -> session JSON. Returns the zset's size.
+ * KEYS: connections zset, sessions hash.  ARGV: mode ('add'|'remove'|'reserve'), node, conn, now_ms,
+ * session_json, and for 'reserve': limit, dead nodes (space-separated).
+ * The zset holds "<node>|<connection>"; the hash connection -> session JSON. Returns the zset's size; 'reserve'
+ * adds like 'add' only while fewer than `limit` entries of live nodes are held, else returns -1.
  */
 export const CONNECTIONS = `
 local member = ARGV[2] .. '|' .. ARGV[3]
-if ARGV[1] == 'add' then
+if ARGV[1] == 'reserve' then
+  local dead = {}
+  for n in string.gmatch(ARGV[7] or '', '%S+') do dead[n] = true end
+  local live = 0
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if not dead[string.match(m, '^(.*)|')] then live = live + 1 end
+  end
+  if live >= tonumber(ARGV[6]) then return -1 end
+  redis.call('ZADD', KEYS[1], ARGV[4], member)
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
+elseif ARGV[1] == 'add' then
   redis.call('ZADD', KEYS[1], ARGV[4], member)
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 elseif ARGV[1] == 'remove' then
@@ -135,4 +147,29 @@ if n > tonumber(ARGV[1]) then
   return ttl
 end
 return 0
+`;
+
+/**
+ * KEYS: revoked expiry zset, revoked users hash.  ARGV: member ('j:<jti>' | 'u:<user>'), expires_at_ms,
+ * issued_before_s ('' for a jti), now_ms, channel, publish command, payload.
+ * Merges the entry (the later expiry and the later issued_before win), forgets up to 1000 expired entries, keeps
+ * both keys only as long as their last entry, and publishes the payload to every node. Returns 1.
+ */
+export const REVOKE = `
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[4], 'LIMIT', 0, 1000)
+if #old > 0 then
+  redis.call('ZREM', KEYS[1], unpack(old))
+  redis.call('HDEL', KEYS[2], unpack(old))
+end
+local cur = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not cur or tonumber(cur) < tonumber(ARGV[2]) then redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) end
+if ARGV[3] ~= '' then
+  local prev = redis.call('HGET', KEYS[2], ARGV[1])
+  if not prev or tonumber(prev) < tonumber(ARGV[3]) then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+end
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIREAT', KEYS[2], last[2]) end
+redis.call(ARGV[6], ARGV[5], ARGV[7])
+return 1
 `;

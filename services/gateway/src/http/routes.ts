@@ -3,7 +3,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { ProtocolError } from '../protocol/errors';
-import { UnavailableError } from '../engine/engine';
+import { UnavailableError, type Revocation } from '../engine/engine';
+import { isWellFormed } from '../protocol/unicode';
 
 export interface HttpRequest {
   method: string;
@@ -34,8 +35,19 @@ export interface RouteDeps {
   ): Promise<Record<string, unknown>>;
   presence(room: string): Promise<string[]>;
   disconnect(user: string): Promise<void>;
+  /** Caps on a token's `rooms` claim; /dev/token refuses to sign more. */
+  roomPatternCaps: { count: number; length: number };
+  /** How long a revocation is kept when the call names no expiry. */
+  revocationTtlS: number;
+  revoke(r: Revocation): Promise<void>;
   staticDir?: string;
 }
+
+/** Longest a revocation may be kept (and the largest `ttl` a revoke call may ask for). */
+const MAX_REVOCATION_S = 31_536_000;
+
+const validUser = (u: unknown): u is string =>
+  typeof u === 'string' && u.length > 0 && u.length <= 256 && isWellFormed(u);
 
 const json = (status: number, value: unknown): HttpResponse => ({ status, body: JSON.stringify(value) });
 const apiError = (status: number, code: string, message: string) =>
@@ -126,10 +138,36 @@ export function createRoutes(deps: RouteDeps): (req: HttpRequest) => Promise<Htt
       }
       if (req.method === 'POST' && req.path === '/api/disconnect') {
         const b = parseJson(req.body);
-        if (!b || typeof b.user !== 'string' || b.user.length === 0)
+        if (!b || !validUser(b.user))
           return apiError(400, 'bad_request', 'expected a JSON object {"user": non-empty string}');
         await deps.disconnect(b.user);
         return json(200, { disconnected: true });
+      }
+      if (req.method === 'POST' && (req.path === '/api/revoke-token' || req.path === '/api/revoke-user')) {
+        const b = parseJson(req.body);
+        const now = Date.now();
+        if (b?.ttl !== undefined && !(Number.isInteger(b.ttl) && (b.ttl as number) >= 1))
+          return apiError(400, 'bad_request', 'ttl must be a positive integer (seconds)');
+        const ttlS = Math.min((b?.ttl as number | undefined) ?? deps.revocationTtlS, MAX_REVOCATION_S);
+        if (req.path === '/api/revoke-user') {
+          if (!b || !validUser(b.user)) return apiError(400, 'bad_request', 'expected {"user","ttl"?}');
+          // Every token with iat before the next second: the current second's tokens included.
+          const issuedBefore = Math.floor(now / 1000) + 1;
+          const expiresAt = now + ttlS * 1000;
+          await deps.revoke({ kind: 'user', user: b.user, issuedBefore, expiresAt });
+          return json(200, { revoked: true, user: b.user, issuedBefore, expiresAt });
+        }
+        if (!b || typeof b.jti !== 'string' || !validUser(b.jti))
+          return apiError(400, 'bad_request', 'expected {"jti","exp"?,"ttl"?}');
+        if (b.exp !== undefined && !(typeof b.exp === 'number' && Number.isFinite(b.exp)))
+          return apiError(400, 'bad_request', 'exp must be the token expiry in seconds since epoch');
+        const expiresAt =
+          b.exp !== undefined
+            ? Math.min((b.exp as number) * 1000, now + MAX_REVOCATION_S * 1000)
+            : now + ttlS * 1000;
+        // A token already expired is refused anyway: nothing to keep.
+        if (expiresAt > now) await deps.revoke({ kind: 'jti', jti: b.jti, expiresAt });
+        return json(200, { revoked: true, jti: b.jti, expiresAt });
       }
       return apiError(404, 'not_found', 'no such API route');
     } catch (err) {
@@ -160,6 +198,13 @@ export function createRoutes(deps: RouteDeps): (req: HttpRequest) => Promise<Htt
         Array.isArray(b?.rooms) && b.rooms.every((r) => typeof r === 'string')
           ? (b.rooms as string[])
           : undefined;
+      const caps = deps.roomPatternCaps;
+      if (rooms && (rooms.length > caps.count || rooms.some((r) => r.length > caps.length)))
+        return apiError(
+          400,
+          'bad_request',
+          `rooms: at most ${caps.count} patterns of at most ${caps.length} characters`,
+        );
       const ttl = typeof b?.ttl === 'number' && b.ttl >= 1 && b.ttl <= 86400 ? Math.floor(b.ttl) : 3600;
       return json(200, { token: deps.mintToken(user, rooms, ttl) });
     }

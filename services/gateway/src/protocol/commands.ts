@@ -1,5 +1,6 @@
 // Parsing and validation of client frames into typed commands. Pure: no I/O, no state.
 import { ProtocolError } from './errors';
+import { isWellFormed } from './unicode';
 
 export interface Since {
   offset: number;
@@ -105,6 +106,8 @@ export function parseCommand(text: string, limits: Limits): Command {
       const to = raw.to;
       if (typeof to !== 'string' || to.length === 0 || to.length > MAX_USER_LENGTH)
         fail('bad_request', `to must be a user id of 1-${MAX_USER_LENGTH} characters`);
+      if (!isWellFormed(to as string))
+        fail('bad_request', 'to must be well-formed Unicode (no lone surrogates)');
       return { id, type: 'dm', to: to as string, body: body(), key: key() };
     }
     case 'presence':

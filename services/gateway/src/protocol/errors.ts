@@ -33,4 +33,6 @@ export const CLOSE = {
   internal: 1011,
   tokenExpired: 4001,
   kicked: 4003,
+  tokenRevoked: 4004,
+  tooManyConnections: 4029,
 } as const;
