@@ -7,10 +7,13 @@ import {
   CLOSE_KICKED,
   CLOSE_NORMAL,
   CLOSE_TOKEN_EXPIRED,
+  CLOSE_TOKEN_REVOKED,
+  CLOSE_TOO_MANY_CONNECTIONS,
   type Command,
   type DirectMessageEvent,
   type DirectMessageResult,
   type GapEvent,
+  type LeftEvent,
   type HistoryResult,
   type InboxResult,
   type JoinResult,
@@ -138,6 +141,13 @@ export interface ChatClientEvents {
   draining: { reason: string };
   /** A background failure (token getter, refresh, rejoin). Commands report their own errors by rejecting. */
   error: Error;
+  /**
+   * The server ended the session for good: the token was revoked (4004), or it expired and there is no getter to
+   * fetch a new one (4001). The client is closed and does not reconnect; sign in again with a new token.
+   */
+  signedOut: { code: number; reason: string };
+  /** Rooms left by the server because a refreshed token no longer allows them; they are not rejoined. */
+  left: { rooms: string[]; reason: string };
 }
 
 export interface CommandOptions {
@@ -558,20 +568,28 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     this.queue.unshift(...carried);
 
+    const signedOut =
+      code === CLOSE_TOKEN_REVOKED ||
+      (code === CLOSE_TOKEN_EXPIRED && typeof this.options.token === 'string');
     const fatal =
       code === CLOSE_KICKED
         ? new ChatError('closed', `disconnected by the server (${code}${reason ? `: ${reason}` : ''})`)
-        : code === CLOSE_TOKEN_EXPIRED && typeof this.options.token === 'string'
-          ? new ChatError('unauthorized', 'token expired and no token getter was given to fetch a new one')
-          : undefined;
+        : code === CLOSE_TOKEN_REVOKED
+          ? new ChatError('unauthorized', 'signed out: the token was revoked')
+          : signedOut
+            ? new ChatError('unauthorized', 'token expired and no token getter was given to fetch a new one')
+            : undefined;
     const willReconnect = !this.closed && !fatal;
     this.emit('disconnected', { code, reason, willReconnect });
     if (this.closed) return;
     if (fatal) {
+      if (signedOut) this.emit('signedOut', { code, reason });
       this.emit('error', fatal);
       this.shutdown(fatal);
       return;
     }
+    // Over MAX_CONNECTIONS_PER_USER: a place may free up; the backoff below spaces the attempts.
+    if (code === CLOSE_TOO_MANY_CONNECTIONS) this.emit('error', new ChatError('rate_limited', reason));
     this.urlIndex++;
     this.scheduleReconnect();
   }
@@ -618,9 +636,18 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       case 'reconnect':
         this.emit('draining', { reason: String(frame.reason ?? '') });
         return;
+      case 'left':
+        this.onLeft(frame as unknown as LeftEvent);
+        return;
       default:
         return; // unknown event types are ignored (protocol v1 only grows)
     }
+  }
+
+  private onLeft(frame: LeftEvent): void {
+    const rooms = Array.isArray(frame.rooms) ? frame.rooms.filter((r) => typeof r === 'string') : [];
+    for (const room of rooms) this.roomStates.delete(room);
+    this.emit('left', { rooms, reason: String(frame.reason ?? '') });
   }
 
   private onReply(frame: ReplyFrame): void {
@@ -939,4 +966,6 @@ export const CloseCodes = {
   goingAway: CLOSE_GOING_AWAY,
   tokenExpired: CLOSE_TOKEN_EXPIRED,
   kicked: CLOSE_KICKED,
+  tokenRevoked: CLOSE_TOKEN_REVOKED,
+  tooManyConnections: CLOSE_TOO_MANY_CONNECTIONS,
 } as const;

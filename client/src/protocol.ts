@@ -164,3 +164,12 @@ export const CLOSE_NORMAL = 1000;
 export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_TOKEN_EXPIRED = 4001;
 export const CLOSE_KICKED = 4003;
+export const CLOSE_TOKEN_REVOKED = 4004;
+export const CLOSE_TOO_MANY_CONNECTIONS = 4029;
+
+/** Rooms the connection left because a refreshed token's `rooms` claim no longer allows them. */
+export interface LeftEvent {
+  type: 'left';
+  rooms: string[];
+  reason: string;
+}

@@ -33,6 +33,8 @@ export function sdk(
     gap: [],
     draining: [],
     error: [],
+    signedOut: [],
+    left: [],
   };
   for (const name of Object.keys(seen) as (keyof ChatClientEvents)[]) {
     client.on(name, (payload) => (seen[name] as unknown[]).push(payload));

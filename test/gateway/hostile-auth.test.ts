@@ -14,6 +14,7 @@ import {
   type GatewayProc,
   type RedisProc,
 } from '../helpers/harness';
+import { closeAll, sdk, waitEvent } from '../client/util';
 
 const API_KEY = 'api-key-for-hostile-auth-tests';
 let redis: RedisProc;
@@ -257,6 +258,35 @@ describe('revocation', () => {
     } finally {
       await c.kill();
     }
+  });
+
+  test('the SDK treats 4004 as signed out: no reconnect, even with a token getter; a `left` event drops rooms', async () => {
+    const user = uniqueUser('sdk');
+    let fetched = 0;
+    // The first token is short-lived, so the SDK refreshes at once, with a token that drops `side`.
+    const t = sdk(user, {
+      url: [a.wsUrl, b.wsUrl],
+      refreshBeforeMs: 2500,
+      token: (why) => {
+        fetched++;
+        return why === 'connect'
+          ? token(user, { rooms: ['lobby', 'side'], expiresIn: 3 })
+          : token(user, { rooms: ['lobby'] });
+      },
+    });
+    await t.client.connect();
+    await t.client.join('lobby');
+    await t.client.join('side');
+    // The server leaves `side` and says so; the SDK stops rejoining it.
+    expect(await waitEvent(t, 'left')).toEqual({ rooms: ['side'], reason: 'token' });
+    expect(t.client.rooms()).toEqual(['lobby']);
+    const getterCalls = fetched;
+    expect((await api(a, '/api/revoke-user', { user })).status).toBe(200);
+    expect(await waitEvent(t, 'signedOut', () => true, 1000)).toMatchObject({ code: 4004 });
+    expect(t.client.state).toBe('disconnected');
+    expect(t.seen.disconnected.at(-1)).toMatchObject({ code: 4004, willReconnect: false });
+    expect(fetched).toBe(getterCalls);
+    closeAll();
   });
 
   test('the revocation API checks its input and its key', async () => {

@@ -515,7 +515,23 @@ function startClient(token: string | TokenGetter, user: string): void {
     if (active === convKey('room', ev.room)) renderPresence();
   });
   c.on('gap', onGap);
-  c.on('error', (err) => toast(errorText(err)));
+  c.on('left', ({ rooms }) => {
+    // The refreshed token no longer allows these rooms; the server already left them.
+    for (const room of rooms) convs.delete(convKey('room', room));
+    if (active && !convs.has(active)) setActive(firstConversation());
+    else renderSidebar();
+    toast(`No longer allowed in ${rooms.map((r) => `#${r}`).join(', ')}`, 'info');
+  });
+  c.on('signedOut', ({ code }) => {
+    // Revoked (4004) or expired with nothing to refresh it (4001): back to the sign-in form, no reconnect.
+    if (client !== c) return;
+    signOut();
+    ui.signinError.textContent =
+      code === 4004 ? 'You were signed out: your token was revoked.' : 'Your session expired: sign in again.';
+  });
+  c.on('error', (err) => {
+    if (client === c) toast(errorText(err));
+  });
 
   ui.signin.hidden = true;
   ui.app.hidden = false;
