@@ -117,7 +117,9 @@ describe('identities and token lifetime', () => {
     }
     // The valid pair (an emoji) is a fine user id.
     expect((await c.request({ type: 'dm', to: 'bob😀', body: 'hi' })).ok).toBe(true);
+    // Neither as U+FFFD nor in the key layout's %u escape of a lone surrogate.
     expect(await redis.cli('--scan', '--pattern', '*\uFFFD*')).toBe('');
+    expect(await redis.cli('--scan', '--pattern', '*%u*')).toBe('');
     expect((await c.request({ type: 'ping' }, 1000)).ok).toBe(true);
     await c.close();
   });
@@ -287,6 +289,21 @@ describe('revocation', () => {
     expect(t.seen.disconnected.at(-1)).toMatchObject({ code: 4004, willReconnect: false });
     expect(fetched).toBe(getterCalls);
     closeAll();
+  });
+
+  test('a revocation missed while a node was cut off from Redis is loaded when it reconnects, and applied', async () => {
+    const user = uniqueUser('missed');
+    const c = await TestClient.connect(b.wsUrl, token(user, { extra: { jti: `missed-${user}` } }));
+    // Stored as the revoke call would store it, but never published: no node hears of it.
+    const expiresAt = Date.now() + 600_000;
+    await redis.cli('ZADD', 'rc:{revoked}:x', String(expiresAt), `j:missed-${user}`);
+    expect((await c.request({ type: 'ping' }, 1000)).ok).toBe(true);
+    // Cut every node's subscriber connection: each reconnects, resubscribes and reloads the denylist.
+    await redis.cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    expect(await c.waitClosed(5000)).toBe(4004);
+    for (const gw of [a, b])
+      await until(`${gw.nodeId} ready again`, async () => (await fetch(`${gw.url}/readyz`)).status === 200);
+    await bothServe();
   });
 
   test('the revocation API checks its input and its key', async () => {
