@@ -99,6 +99,8 @@ export class Gateway {
       await client.inboxReady;
       if (client.closed) return;
       const info = { node: this.config.nodeId, connectedAt: Date.now() };
+      // MAX_CONNECTIONS_PER_USER is enforced here, after the upgrade, rather than with an HTTP 429: deciding an
+      // upgrade asynchronously (it needs Redis) made uWebSockets.js drop about 1 in 300 accepted sockets with 1006.
       const cap = this.config.limits.maxConnectionsPerUser;
       if (cap === 0) await this.engine.connectionAdd(identity.user, client.id, info);
       else if (!(await this.engine.connectionReserve(identity.user, client.id, cap, info))) {
