@@ -8,6 +8,7 @@ import type { Hub } from './hub/hub';
 import type { Logger } from './logger';
 import type { Metrics, Stats } from './metrics';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
+import { ExpiryQueue } from './auth/expiry-queue';
 import { parseCommand, FrameError, validRoom, type Command } from './protocol/commands';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply } from './protocol/frames';
@@ -40,10 +41,8 @@ interface Session {
   identity: Identity;
   bucket: Bucket;
   violations: number[];
-  expiry?: NodeJS.Timeout;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A reply may carry work that must run right after the reply is written (JSON.stringify skips symbols). */
 const AFTER_REPLY = Symbol('afterReply');
 const VIOLATION_WINDOW_MS = 60_000;
@@ -60,6 +59,11 @@ export function newMessageId(): string {
 
 export class Gateway {
   readonly sessions = new Map<Client, Session>();
+  /** Token expiries of every session, behind one timer. */
+  private readonly expiries = new ExpiryQueue<Session>((session) => {
+    this.log.info({ conn: session.client.id, user: session.client.user }, 'token expired; closing');
+    session.client.conn.close(CLOSE.tokenExpired, 'token expired');
+  });
 
   constructor(
     private readonly config: Readonly<Config>,
@@ -85,7 +89,7 @@ export class Gateway {
       violations: [],
     };
     this.sessions.set(client, session);
-    this.armExpiry(session);
+    if (identity.expiresAt !== null) this.expiries.add(session, identity.expiresAt);
     this.metrics.connectionsOpened.inc();
     // The welcome goes out once the connection is live on its inbox and counted in the connection map, so a DM
     // sent after a client saw its welcome is delivered live and counted in the sender's `delivered`.
@@ -126,7 +130,7 @@ export class Gateway {
     if (!session) return;
     this.sessions.delete(client);
     client.closed = true;
-    clearTimeout(session.expiry);
+    if (session.identity.expiresAt !== null) this.expiries.remove(session, session.identity.expiresAt);
     this.hub.forget(client);
     this.metrics.connectionsClosed.inc({ code: String(code) });
     for (const room of client.rooms.keys()) this.leaveRoom(client, room);
@@ -475,23 +479,10 @@ export class Gateway {
     }
     if (identity.user !== session.identity.user)
       throw new ProtocolError('unauthorized', 'token is for another user');
+    if (session.identity.expiresAt !== null) this.expiries.remove(session, session.identity.expiresAt);
     session.identity = identity;
-    this.armExpiry(session);
+    if (identity.expiresAt !== null) this.expiries.add(session, identity.expiresAt);
     return { expiresAt: identity.expiresAt };
-  }
-
-  private armExpiry(session: Session): void {
-    clearTimeout(session.expiry);
-    const at = session.identity.expiresAt;
-    if (at === null) return;
-    session.expiry = setTimeout(
-      () => {
-        this.log.info({ conn: session.client.id, user: session.client.user }, 'token expired; closing');
-        session.client.conn.close(CLOSE.tokenExpired, 'token expired');
-      },
-      Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS),
-    );
-    session.expiry.unref();
   }
 
   /** Closes every local connection of the user (server API disconnect, any node). */
