@@ -4,7 +4,7 @@
 // history first. The same path serves recovery after reconnect, slow consumers that drained, and events the bus
 // lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
 import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
-import { gapEvent } from '../protocol/frames';
+import { gapEvent, presenceBatchEvent } from '../protocol/frames';
 import type { Logger } from '../logger';
 import type { Stats } from '../metrics';
 import { Client, SendStatus, type Sub } from './client';
@@ -16,11 +16,18 @@ interface Topic {
   /** Local connections per user (rooms only): presence is marked per node, not per connection. */
   users: Map<string, number>;
   subscribed: Promise<void>;
+  /** Presence changes waiting for the batch window (rooms only): user -> last change. */
+  presence?: { changes: Map<string, 'join' | 'leave'>; timer: NodeJS.Timeout };
 }
 
 export interface HubOptions {
   slowConsumerBytes: number;
   catchUpPage: number;
+  /**
+   * Presence changes of a room reach its local members as one frame per window of this many ms (0: one frame per
+   * change, at once). Filling a room of n members one join at a time costs O(n^2) frames unbatched.
+   */
+  presenceBatchMs: number;
 }
 
 export interface HubEvents {
@@ -106,6 +113,7 @@ export class Hub {
     else topic.users.delete(client.user);
     if (topic.subs.size === 0) {
       this.topics.delete(channel);
+      if (topic.presence) clearTimeout(topic.presence.timer);
       this.engine
         .unsubscribe(channel)
         .catch((err: Error) => this.log.warn({ err: err.message, channel }, 'unsubscribe failed'));
@@ -177,10 +185,47 @@ export class Hub {
     const topic = this.topics.get(channel);
     if (!topic) return;
     if (message.kind === 'event') this.deliver(topic, message);
-    else if (message.kind === 'presence') {
-      for (const client of topic.subs.keys())
-        if (!client.lagging) this.write(client, message.frame, 'presence');
-    } else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
+    else if (message.kind === 'presence') this.presenceChanged(topic, message.frame);
+    else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
+  }
+
+  /** Collects one presence change of the room; the batch goes out when its window closes. */
+  private presenceChanged(topic: Topic, frame: string | Uint8Array): void {
+    let change: { event?: unknown; user?: unknown };
+    try {
+      change = JSON.parse(
+        typeof frame === 'string' ? frame : Buffer.from(frame).toString('utf8'),
+      ) as typeof change;
+    } catch {
+      return;
+    }
+    if ((change.event !== 'join' && change.event !== 'leave') || typeof change.user !== 'string') return;
+    let batch = topic.presence;
+    if (!batch) {
+      if (this.opts.presenceBatchMs === 0) {
+        this.sendPresence(topic, new Map([[change.user, change.event]]));
+        return;
+      }
+      const timer = setTimeout(() => {
+        const changes = topic.presence?.changes;
+        topic.presence = undefined;
+        if (changes && this.topics.get(topic.channel) === topic) this.sendPresence(topic, changes);
+      }, this.opts.presenceBatchMs);
+      batch = topic.presence = { changes: new Map(), timer };
+    }
+    // The last change of a user wins: a join then a leave in one window is a leave (state, not history).
+    batch.changes.delete(change.user);
+    batch.changes.set(change.user, change.event);
+  }
+
+  private sendPresence(topic: Topic, changes: Map<string, 'join' | 'leave'>): void {
+    const joined: string[] = [];
+    const left: string[] = [];
+    for (const [user, event] of changes) (event === 'join' ? joined : left).push(user);
+    if (topic.ref.kind !== 'room') return;
+    // Encoded once for every member.
+    const frame = Buffer.from(presenceBatchEvent(topic.ref.name, joined, left));
+    for (const client of topic.subs.keys()) if (!client.lagging) this.write(client, frame, 'presence');
   }
 
   /** The hot path: one bus event to every local connection of the stream. */
