@@ -39,7 +39,8 @@ class Bucket {
 interface Session {
   client: Client;
   identity: Identity;
-  bucket: Bucket;
+  /** Created at the first command (an idle connection never needs one). */
+  bucket?: Bucket;
   violations: number[];
 }
 
@@ -85,7 +86,7 @@ export class Gateway {
     const session: Session = {
       client,
       identity,
-      bucket: new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst),
+      bucket: undefined,
       violations: [],
     };
     this.sessions.set(client, session);
@@ -168,6 +169,7 @@ export class Gateway {
       return;
     }
     this.metrics.messagesIn.inc({ type: command.type });
+    session.bucket ??= new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst);
     const wait = session.bucket.take();
     if (wait > 0) {
       this.metrics.rateLimited.inc({ scope: 'connection' });
@@ -277,7 +279,7 @@ export class Gateway {
     const ref: StreamRef = { kind: 'room', name: room };
     // Recorded before any await: a second join of the same room meanwhile takes the `existing` path above.
     const { sub, ready } = this.hub.add(client, ref);
-    client.rooms.set(room, sub);
+    client.addRoom(room, sub);
     try {
       await ready;
       const [presence, head] = await Promise.all([
@@ -309,7 +311,7 @@ export class Gateway {
   private leaveRoom(client: Client, room: string): void {
     const sub = client.rooms.get(room);
     if (!sub) return;
-    client.rooms.delete(room);
+    client.dropRoom(room);
     if (this.hub.remove(client, sub.ref)) {
       this.engine
         .presenceRemove(room, client.user)

@@ -13,8 +13,11 @@ interface Topic {
   ref: StreamRef;
   channel: string;
   subs: Map<Client, Sub>;
-  /** Local connections per user (rooms only): presence is marked per node, not per connection. */
-  users: Map<string, number>;
+  /**
+   * Local connections per user (rooms only: presence is marked per node, not per connection). An inbox topic is
+   * one user's, so it needs no count (its last connection leaves when subs is empty).
+   */
+  users?: Map<string, number>;
   subscribed: Promise<void>;
   /** Presence changes waiting for the batch window (rooms only): user -> last change. */
   presence?: { changes: Map<string, 'join' | 'leave'>; timer: NodeJS.Timeout };
@@ -75,7 +78,13 @@ export class Hub {
     const channel = this.engine.channel(ref);
     let topic = this.topics.get(channel);
     if (!topic) {
-      topic = { ref, channel, subs: new Map(), users: new Map(), subscribed: this.engine.subscribe(channel) };
+      topic = {
+        ref,
+        channel,
+        subs: new Map(),
+        users: ref.kind === 'room' ? new Map() : undefined,
+        subscribed: this.engine.subscribe(channel),
+      };
       this.topics.set(channel, topic);
       topic.subscribed.catch(() => {
         if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
@@ -83,7 +92,7 @@ export class Hub {
     }
     const sub: Sub = { ref, epoch: '', offset: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
-    topic.users.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
+    topic.users?.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
     const ready = topic.subscribed.catch((err: unknown) => {
       this.remove(client, ref);
       throw err;
@@ -108,9 +117,12 @@ export class Hub {
     const channel = this.engine.channel(ref);
     const topic = this.topics.get(channel);
     if (!topic || !topic.subs.delete(client)) return false;
-    const left = (topic.users.get(client.user) ?? 1) - 1;
-    if (left > 0) topic.users.set(client.user, left);
-    else topic.users.delete(client.user);
+    let left = topic.subs.size;
+    if (topic.users) {
+      left = (topic.users.get(client.user) ?? 1) - 1;
+      if (left > 0) topic.users.set(client.user, left);
+      else topic.users.delete(client.user);
+    }
     if (topic.subs.size === 0) {
       this.topics.delete(channel);
       if (topic.presence) clearTimeout(topic.presence.timer);
@@ -124,8 +136,7 @@ export class Hub {
   /** Local users per room and connections per user, for the engine's heartbeat. */
   localState(clients: Iterable<Client>): LocalState {
     const rooms = new Map<string, Set<string>>();
-    for (const t of this.topics.values())
-      if (t.ref.kind === 'room') rooms.set(t.ref.name, new Set(t.users.keys()));
+    for (const t of this.topics.values()) if (t.users) rooms.set(t.ref.name, new Set(t.users.keys()));
     const users = new Map<string, Set<string>>();
     for (const c of clients) {
       let set = users.get(c.user);
