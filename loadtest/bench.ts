@@ -487,7 +487,7 @@ async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
     label: {
       relay: 'relaychat (2 nodes)',
       socketio: 'Socket.IO 4.8 + redis-adapter (2 nodes)',
-      floor: 'floor: bare uWS + Redis PUBLISH (2 nodes)',
+      floor: 'floor (2 nodes)',
     }[system],
     idle: [],
     fanout: [],
@@ -744,7 +744,7 @@ const watchdog = setTimeout(
     log('the run did not finish in time: stopping everything');
     void cleanup().then(() => process.exit(1));
   },
-  process.argv.includes('--quick') ? 240_000 : 3_600_000,
+  process.argv.includes('--quick') ? 300_000 : 3_600_000,
 );
 watchdog.unref();
 
