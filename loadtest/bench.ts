@@ -1,7 +1,8 @@
 // `npm run bench [-- --quick] [-- --pin]`: the side-by-side benchmark. Starts a private redis-server and two
 // gateway nodes, runs the workloads with forked generator processes, then does the same against a two-node
-// Socket.IO + @socket.io/redis-adapter cluster (loadtest/socketio-server.ts), plus two reference limits (Redis
-// PUBLISH ops/s, one gateway node's local fanout without Redis). Prints one table, writes JSON, Markdown and SVG
+// Socket.IO + @socket.io/redis-adapter cluster (loadtest/socketio-server.ts) and against the floor of this stack
+// (loadtest/floor-server.ts: two bare uWebSockets.js nodes relaying one Redis PUBLISH per message into native
+// topics), plus two reference limits (Redis PUBLISH ops/s, one gateway node's local fanout without Redis). Prints one table, writes JSON, Markdown and SVG
 // charts to bench-results/ (and the charts to docs/ with --docs).
 //
 // Exit status: 1 only when something broke (a process crashed, a connection was dropped or refused, a message
@@ -29,13 +30,13 @@ import { run, startNode, startRedis, type NodeProc, type ServerProc } from './li
 import { latencyChart, memoryChart } from './lib/svg';
 
 const USAGE = `usage: npm run bench -- [options]
-  --quick               small and short (under two minutes); what .ci/run uses
+  --quick               small and short (about two and a half minutes); what .ci/run uses
   --pin                 pin the server nodes to --server-cpus and generators + Redis to --generator-cpus
   --server-cpus LIST    taskset CPU list for the server nodes (default 0)
   --generator-cpus LIST taskset CPU list for generators and Redis (default 1)
   --generators N        generator processes (default 2)
   --addresses N         loopback source addresses 127.0.0.2 ... (default 4)
-  --only relay|socketio run one system only
+  --only relay|socketio|floor  run one system only
   --scenarios LIST      some of idle,fanout,chat,dm (default all)
   --no-reference        skip redis-benchmark and the single-node local fanout
   --out DIR             results directory (default bench-results)
@@ -75,6 +76,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const GATEWAY = resolve(here, '../gateway/main.js');
 const GENERATOR = resolve(here, 'generator.js');
 const SOCKETIO = resolve(here, 'socketio-server.js');
+const FLOOR = resolve(here, 'floor-server.js');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
@@ -164,35 +166,44 @@ async function startServers(ctx: Ctx, system: System, withRedis: boolean, nodes:
   if (redis) live.add(redis);
   const started: NodeProc[] = [];
   for (let i = 1; i <= nodes; i++) {
-    const name = `${system === 'relay' ? 'gw' : 'sio'}-${i}`;
+    const name = `${system === 'relay' ? 'gw' : system === 'floor' ? 'floor' : 'sio'}-${i}`;
     const node =
-      system === 'relay'
+      system === 'floor'
         ? await startNode({
             name,
-            script: GATEWAY,
-            env: {
-              NODE_ID: name,
-              JWT_SECRET: SECRET,
-              LOG_LEVEL: 'warn',
-              ...(redis ? { REDIS_URL: redis.url } : {}),
-              // Socket.IO has no limits here; lift ours so both measure delivery, not policy.
-              CONN_RATE_PER_IP: '1000000',
-              CMD_RATE: '1000000',
-              CMD_BURST: '1000000',
-              USER_MSG_RATE: '1000000',
-            },
+            script: FLOOR,
+            env: { NODE_ID: name, REDIS_URL: redis!.url },
             readyPath: '/readyz',
             clientPath: (port) => `ws://127.0.0.1:${port}/ws`,
             cpus: ctx.serverCpus,
           })
-        : await startNode({
-            name,
-            script: SOCKETIO,
-            env: { NODE_ID: name, JWT_SECRET: SECRET, REDIS_URL: redis!.url },
-            readyPath: '/healthz',
-            clientPath: (port) => `http://127.0.0.1:${port}`,
-            cpus: ctx.serverCpus,
-          });
+        : system === 'relay'
+          ? await startNode({
+              name,
+              script: GATEWAY,
+              env: {
+                NODE_ID: name,
+                JWT_SECRET: SECRET,
+                LOG_LEVEL: 'warn',
+                ...(redis ? { REDIS_URL: redis.url } : {}),
+                // Socket.IO has no limits here; lift ours so both measure delivery, not policy.
+                CONN_RATE_PER_IP: '1000000',
+                CMD_RATE: '1000000',
+                CMD_BURST: '1000000',
+                USER_MSG_RATE: '1000000',
+              },
+              readyPath: '/readyz',
+              clientPath: (port) => `ws://127.0.0.1:${port}/ws`,
+              cpus: ctx.serverCpus,
+            })
+          : await startNode({
+              name,
+              script: SOCKETIO,
+              env: { NODE_ID: name, JWT_SECRET: SECRET, REDIS_URL: redis!.url },
+              readyPath: '/healthz',
+              clientPath: (port) => `http://127.0.0.1:${port}`,
+              cpus: ctx.serverCpus,
+            });
     live.add(node);
     started.push(node);
   }
@@ -470,10 +481,14 @@ async function onePhase(
 }
 
 async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
-  const label = system === 'relay' ? 'relaychat' : 'Socket.IO';
+  const label = { relay: 'relaychat', socketio: 'Socket.IO', floor: 'floor' }[system];
   const result: SystemResult = {
     system,
-    label: system === 'relay' ? 'relaychat (2 nodes)' : 'Socket.IO 4.8 + redis-adapter (2 nodes)',
+    label: {
+      relay: 'relaychat (2 nodes)',
+      socketio: 'Socket.IO 4.8 + redis-adapter (2 nodes)',
+      floor: 'floor (2 nodes)',
+    }[system],
     idle: [],
     fanout: [],
     problems: [],
@@ -613,8 +628,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const plan = values.quick ? QUICK : FULL;
-  const systems: System[] =
-    values.only === 'relay' ? ['relay'] : values.only === 'socketio' ? ['socketio'] : ['relay', 'socketio'];
+  const all: System[] = ['relay', 'socketio', 'floor'];
+  if (values.only !== undefined && !all.includes(values.only as System)) {
+    console.error(`bench: --only takes one of ${all.join(', ')}`);
+    return 2;
+  }
+  const systems: System[] = values.only ? [values.only as System] : all;
   if (systems.includes('relay') && !existsSync(GATEWAY)) {
     console.error(`bench: ${GATEWAY} not found; run \`npm run build\` first (npm run bench does).`);
     return 1;
@@ -719,13 +738,13 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-// A hung run is a broken run: give up well after the expected duration (quick: under two minutes).
+// A hung run is a broken run: give up well after the expected duration (quick: about two and a half minutes).
 const watchdog = setTimeout(
   () => {
     log('the run did not finish in time: stopping everything');
     void cleanup().then(() => process.exit(1));
   },
-  process.argv.includes('--quick') ? 170_000 : 3_600_000,
+  process.argv.includes('--quick') ? 300_000 : 3_600_000,
 );
 watchdog.unref();
 

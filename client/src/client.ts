@@ -106,9 +106,16 @@ export interface DisconnectedInfo {
 
 export interface PresenceChange {
   room: string;
-  /** `sync`: the full list was replaced from a join reply. */
-  event: 'join' | 'leave' | 'sync';
+  /**
+   * `sync`: the full list was replaced from a join reply. `join`/`leave`: one user (`user`) changed. `batch`:
+   * several changed at once (see `joined` and `left`).
+   */
+  event: 'join' | 'leave' | 'sync' | 'batch';
   user?: string;
+  /** Users who joined (empty for `sync`). */
+  joined: string[];
+  /** Users who left (empty for `sync`). */
+  left: string[];
   presence: string[];
 }
 
@@ -762,7 +769,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       if (st.epoch === undefined) st.epoch = reply.epoch;
     }
     st.presence = new Set(reply.presence);
-    this.emit('presence', { room, event: 'sync', presence: this.presence(room) });
+    this.emit('presence', { room, event: 'sync', joined: [], left: [], presence: this.presence(room) });
   }
 
   private applyInbox(reply: InboxResult, since: Since | undefined): void {
@@ -833,13 +840,25 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   private onPresence(ev: PresenceEvent): void {
     const st = this.roomStates.get(ev.room);
     if (!st) return;
-    if (ev.event === 'join') st.presence.add(ev.user);
-    else if (ev.event === 'leave') st.presence.delete(ev.user);
-    else return;
+    // Protocol 1 servers sent one change per frame (`event`, `user`); batches carry `joined` and `left`.
+    const strings = (v: unknown): string[] =>
+      Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : [];
+    let joined = strings(ev.joined);
+    let left = strings(ev.left);
+    if (ev.joined === undefined && ev.left === undefined && typeof ev.user === 'string') {
+      if (ev.event === 'join') joined = [ev.user];
+      else if (ev.event === 'leave') left = [ev.user];
+    }
+    if (joined.length + left.length === 0) return;
+    for (const user of joined) st.presence.add(user);
+    for (const user of left) st.presence.delete(user);
+    const one = joined.length + left.length === 1;
     this.emit('presence', {
       room: ev.room,
-      event: ev.event,
-      user: ev.user,
+      event: one ? (joined.length === 1 ? 'join' : 'leave') : 'batch',
+      user: one ? (joined[0] ?? left[0]) : undefined,
+      joined,
+      left,
       presence: this.presence(ev.room),
     });
   }

@@ -39,11 +39,17 @@ export interface DirectMessageEvent<B = unknown> {
   body: B;
 }
 
+/**
+ * Presence changes of a room, coalesced by the server over PRESENCE_BATCH_MS: who joined and who left (a user's
+ * last change only). A frame with exactly one change also has `event` and `user`.
+ */
 export interface PresenceEvent {
   type: 'presence';
   room: string;
-  event: 'join' | 'leave';
-  user: string;
+  joined?: string[];
+  left?: string[];
+  event?: 'join' | 'leave';
+  user?: string;
 }
 
 export interface GapEvent {

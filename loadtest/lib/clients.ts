@@ -1,6 +1,7 @@
 // The two kinds of load client the generator drives: our gateway over raw `ws` (docs/PROTOCOL.md), and the
 // Socket.IO comparison cluster (loadtest/socketio-server.ts) over socket.io-client. Both expose the same small
-// surface so every scenario runs unchanged against either system.
+// surface so every scenario runs unchanged against either system. The floor (loadtest/floor-server.ts) speaks the
+// part of protocol v1 the relay client uses, so it is driven by the same client.
 import WebSocket from 'ws';
 import { io, type Socket } from 'socket.io-client';
 
@@ -18,7 +19,7 @@ export interface Payload {
   p?: string;
 }
 
-export type System = 'relay' | 'socketio';
+export type System = 'relay' | 'socketio' | 'floor';
 
 export interface ClientHandlers {
   /** A room message or a DM reached this connection. */
@@ -240,5 +241,5 @@ function connectSocketIo(opts: ConnectOptions, handlers: ClientHandlers): Promis
 }
 
 export function connect(system: System, opts: ConnectOptions, handlers: ClientHandlers): Promise<LoadClient> {
-  return system === 'relay' ? connectRelay(opts, handlers) : connectSocketIo(opts, handlers);
+  return system === 'socketio' ? connectSocketIo(opts, handlers) : connectRelay(opts, handlers);
 }

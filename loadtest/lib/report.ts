@@ -1,8 +1,10 @@
-// Turns a BenchResult into the one comparison table, as aligned text for the terminal and as Markdown.
+// Turns a BenchResult into the one comparison table, as aligned text for the terminal and as Markdown: one column
+// per system (relaychat, Socket.IO, the floor) and relaychat's ratio to Socket.IO and to the floor on each figure.
 import type { BenchResult, PhaseSummary, SystemResult } from './results';
 
 type Better = 'lower' | 'higher';
-type Row = [string, string, string, string];
+/** Figure, relaychat, Socket.IO, floor, relaychat vs Socket.IO, relaychat vs floor. */
+type Row = [string, string, string, string, string, string];
 
 export function num(n: number | undefined, digits = 0): string {
   if (n === undefined || !Number.isFinite(n)) return '—';
@@ -35,88 +37,133 @@ const cores = (p?: PhaseSummary) =>
         .join(' / ')
     : '—';
 
-function phaseRows(title: string, a: PhaseSummary | undefined, b: PhaseSummary | undefined): Row[] {
+/** A row of one figure: the three systems' values and relaychat's ratio to the other two. */
+function figure(
+  title: string,
+  v: [number | undefined, number | undefined, number | undefined],
+  fmt: (n: number | undefined) => string,
+  better?: Better,
+  note?: string,
+): Row {
+  const r = (x: number | undefined) => {
+    if (!better) return '';
+    const out = ratio(v[0], x, better);
+    return note ? withNote(out, note) : out;
+  };
+  return [title, fmt(v[0]), fmt(v[1]), fmt(v[2]), r(v[1]), r(v[2])];
+}
+
+function phaseRows(
+  title: string,
+  a: PhaseSummary | undefined,
+  b: PhaseSummary | undefined,
+  f: PhaseSummary | undefined,
+): Row[] {
   const lat = (p?: PhaseSummary) => (p ? `${ms(p.p50Ms)} / ${ms(p.p99Ms)} / ${ms(p.maxMs)}` : '—');
   const lost = (p?: PhaseSummary) =>
     p
       ? `${num(p.lost)} / ${num(p.duplicates)}${p.publishErrors ? ` (${num(p.publishErrors)} errors)` : ''}`
       : '—';
+  const p99 = (x?: PhaseSummary, y?: PhaseSummary) => withNote(ratio(x?.p99Ms, y?.p99Ms, 'lower'), 'p99');
   return [
-    [
+    figure(
       `${title}: delivered/s`,
-      num(a?.deliveredPerSec),
-      num(b?.deliveredPerSec),
-      ratio(a?.deliveredPerSec, b?.deliveredPerSec, 'higher'),
-    ],
-    ['  latency p50 / p99 / max, ms', lat(a), lat(b), withNote(ratio(a?.p99Ms, b?.p99Ms, 'lower'), 'p99')],
-    ['  lost / duplicates', lost(a), lost(b), ''],
-    [
+      [a?.deliveredPerSec, b?.deliveredPerSec, f?.deliveredPerSec],
+      num,
+      'higher',
+    ),
+    ['  latency p50 / p99 / max, ms', lat(a), lat(b), lat(f), p99(a, b), p99(a, f)],
+    ['  lost / duplicates', lost(a), lost(b), lost(f), '', ''],
+    figure(
       '  server CPU per delivery, µs',
-      num(a?.serverCpuUsPerDelivery, 2),
-      num(b?.serverCpuUsPerDelivery, 2),
-      ratio(a?.serverCpuUsPerDelivery, b?.serverCpuUsPerDelivery, 'lower'),
-    ],
-    ['  cores used: servers / Redis / generators / others', cores(a), cores(b), ''],
-    [
+      [a?.serverCpuUsPerDelivery, b?.serverCpuUsPerDelivery, f?.serverCpuUsPerDelivery],
+      (n) => num(n, 2),
+      'lower',
+    ),
+    ['  cores used: servers / Redis / generators / others', cores(a), cores(b), cores(f), '', ''],
+    figure(
       '  Redis CPU per publish, µs',
-      num(a?.redisCpuUsPerPublish, 1),
-      num(b?.redisCpuUsPerPublish, 1),
-      ratio(a?.redisCpuUsPerPublish, b?.redisCpuUsPerPublish, 'lower'),
-    ],
+      [a?.redisCpuUsPerPublish, b?.redisCpuUsPerPublish, f?.redisCpuUsPerPublish],
+      (n) => num(n, 1),
+      'lower',
+    ),
   ];
 }
 
 export function tableRows(r: BenchResult): Row[] {
   const relay: SystemResult | undefined = r.systems.find((s) => s.system === 'relay');
   const sio: SystemResult | undefined = r.systems.find((s) => s.system === 'socketio');
+  const floor: SystemResult | undefined = r.systems.find((s) => s.system === 'floor');
+  const all = [relay, sio, floor] as const;
   const rows: Row[] = [
-    ['Figure', relay?.label ?? 'relaychat', sio?.label ?? 'Socket.IO', 'relaychat vs Socket.IO'],
+    [
+      'Figure',
+      relay?.label ?? 'relaychat',
+      sio?.label ?? 'Socket.IO',
+      floor?.label ?? 'floor',
+      'relaychat vs Socket.IO',
+      'relaychat vs floor',
+    ],
   ];
+  const each = <T>(pick: (s: SystemResult | undefined) => T) => all.map(pick) as [T, T, T];
 
-  const levels = [...new Set([...(relay?.idle ?? []), ...(sio?.idle ?? [])].map((l) => l.connections))].sort(
+  const levels = [...new Set(all.flatMap((s) => s?.idle ?? []).map((l) => l.connections))].sort(
     (x, y) => x - y,
   );
   for (const n of levels) {
-    const a = relay?.idle.find((l) => l.connections === n);
-    const b = sio?.idle.find((l) => l.connections === n);
-    const kb = (l?: typeof a) => (l ? l.bytesPerConnection / 1024 : undefined);
-    rows.push([
-      `idle ${num(n)} conns (1 node): memory per conn, KB`,
-      num(kb(a), 2),
-      num(kb(b), 2),
-      ratio(kb(a), kb(b), 'lower'),
-    ]);
-    const mb = (l?: typeof a) => (l ? l.rssBytes / 2 ** 20 : undefined);
-    rows.push([`  node RSS, MB`, num(mb(a), 0), num(mb(b), 0), '']);
+    const at = (s?: SystemResult) => s?.idle.find((l) => l.connections === n);
+    rows.push(
+      figure(
+        `idle ${num(n)} conns (1 node): memory per conn, KB`,
+        each((s) => {
+          const l = at(s);
+          return l ? l.bytesPerConnection / 1024 : undefined;
+        }),
+        (x) => num(x, 2),
+        'lower',
+      ),
+    );
+    rows.push(
+      figure(
+        '  node RSS, MB',
+        each((s) => {
+          const l = at(s);
+          return l ? l.rssBytes / 2 ** 20 : undefined;
+        }),
+        (x) => num(x, 0),
+      ),
+    );
   }
   const first = (s?: SystemResult) => s?.idle[0];
-  if (first(relay) || first(sio)) {
-    rows.push([
-      `connect rate, conns/s (first ${num(first(relay)?.connections ?? first(sio)?.connections)})`,
-      num(first(relay)?.connectRate),
-      num(first(sio)?.connectRate),
-      ratio(first(relay)?.connectRate, first(sio)?.connectRate, 'higher'),
-    ]);
-    rows.push([
-      '  connect p99, ms',
-      ms(first(relay)?.connectP99Ms),
-      ms(first(sio)?.connectP99Ms),
-      ratio(first(relay)?.connectP99Ms, first(sio)?.connectP99Ms, 'lower'),
-    ]);
+  const firstN = all.map((s) => first(s)?.connections).find((x) => x !== undefined);
+  if (firstN !== undefined) {
+    rows.push(
+      figure(
+        `connect rate, conns/s (first ${num(firstN)})`,
+        each((s) => first(s)?.connectRate),
+        (x) => num(x),
+        'higher',
+      ),
+    );
+    rows.push(
+      figure(
+        '  connect p99, ms',
+        each((s) => first(s)?.connectP99Ms),
+        ms,
+        'lower',
+      ),
+    );
   }
 
-  const rates = [...new Set([...(relay?.fanout ?? []), ...(sio?.fanout ?? [])].map((p) => p.rate))].sort(
-    (x, y) => x - y,
-  );
+  const rates = [...new Set(all.flatMap((s) => s?.fanout ?? []).map((p) => p.rate))].sort((x, y) => x - y);
   const fanoutSize = (r.config.fanout as { rooms: number; subscribers: number } | undefined) ?? {
     rooms: 0,
     subscribers: 0,
   };
   for (const rate of rates) {
-    const a = relay?.fanout.find((p) => p.rate === rate);
-    const b = sio?.fanout.find((p) => p.rate === rate);
+    const [a, b, f] = each((s) => s?.fanout.find((p) => p.rate === rate));
     rows.push(
-      ...phaseRows(`fanout ${num(rate)} msg/s → ${num(rate * fanoutSize.subscribers)} deliveries/s`, a, b),
+      ...phaseRows(`fanout ${num(rate)} msg/s → ${num(rate * fanoutSize.subscribers)} deliveries/s`, a, b, f),
     );
   }
   const best = (s?: SystemResult) =>
@@ -125,26 +172,26 @@ export function tableRows(r: BenchResult): Row[] {
       : s
         ? 'none'
         : '—';
+  const bestRate = each((s) => s?.fanoutBest?.deliveredPerSec);
   rows.push([
     'fanout: highest step with p99 < 100 ms, no loss',
     best(relay),
     best(sio),
-    ratio(relay?.fanoutBest?.deliveredPerSec, sio?.fanoutBest?.deliveredPerSec, 'higher'),
+    best(floor),
+    ratio(bestRate[0], bestRate[1], 'higher'),
+    ratio(bestRate[0], bestRate[2], 'higher'),
   ]);
   const perCore = (s?: SystemResult) =>
     s?.fanoutBest ? s.fanoutBest.deliveredPerSec / s.fanoutBest.serverCores : undefined;
-  rows.push([
-    '  deliveries/s per server core at that step',
-    num(perCore(relay)),
-    num(perCore(sio)),
-    ratio(perCore(relay), perCore(sio), 'higher'),
-  ]);
-  if (relay?.chat || sio?.chat) rows.push(...phaseRows('chat', relay?.chat, sio?.chat));
-  if (relay?.dm || sio?.dm) rows.push(...phaseRows('dm', relay?.dm, sio?.dm));
+  rows.push(figure('  deliveries/s per server core at that step', each(perCore), (x) => num(x), 'higher'));
+  if (all.some((s) => s?.chat)) rows.push(...phaseRows('chat', relay?.chat, sio?.chat, floor?.chat));
+  if (all.some((s) => s?.dm)) rows.push(...phaseRows('dm', relay?.dm, sio?.dm, floor?.dm));
   if (r.references.redisPublishOpsPerSec !== undefined || r.references.localFanout.length > 0) {
     rows.push([
       'reference: redis-benchmark PUBLISH, ops/s (-P 1 / -P 16)',
       `${num(r.references.redisPublishOpsPerSec)} / ${num(r.references.redisPublishPipelinedOpsPerSec)}`,
+      '',
+      '',
       '',
       '',
     ]);
@@ -154,13 +201,15 @@ export function tableRows(r: BenchResult): Row[] {
       lf ? `${num(lf.deliveredPerSec)}/s (p99 ${ms(lf.p99Ms)} ms)` : 'none',
       '',
       '',
+      '',
+      '',
     ]);
   }
   return rows;
 }
 
 export function textTable(rows: Row[]): string {
-  const widths = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const line = (r: Row) =>
     r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   const sep = widths.map((w) => '-'.repeat(w)).join('  ');
@@ -170,5 +219,5 @@ export function textTable(rows: Row[]): string {
 export function markdownTable(rows: Row[]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/^ +/, (m) => '&nbsp;'.repeat(m.length));
   const line = (r: Row) => `| ${r.map(esc).join(' | ')} |`;
-  return [line(rows[0]!), '| --- | ---: | ---: | --- |', ...rows.slice(1).map(line)].join('\n');
+  return [line(rows[0]!), '| --- | ---: | ---: | ---: | --- | --- |', ...rows.slice(1).map(line)].join('\n');
 }

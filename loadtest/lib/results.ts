@@ -48,7 +48,7 @@ export interface PhaseSummary extends LatencySummary {
 }
 
 export interface SystemResult {
-  system: 'relay' | 'socketio';
+  system: 'relay' | 'socketio' | 'floor';
   label: string;
   idle: IdleLevel[];
   fanout: PhaseSummary[];

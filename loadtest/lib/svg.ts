@@ -116,7 +116,7 @@ export function lineChart(spec: ChartSpec): string {
   return out.join('\n');
 }
 
-const COLORS = { relay: '#1f77b4', socketio: '#d62728', local: '#2ca02c' };
+const COLORS = { relay: '#1f77b4', socketio: '#d62728', floor: '#7f7f7f', local: '#2ca02c' };
 
 /** p50 and p99 latency against delivered messages per second, per fanout step. */
 export function latencyChart(r: BenchResult): string {

@@ -59,10 +59,10 @@ test('presence per room follows the join reply and presence events', async () =>
   expect(a.client.presence('sdk-presence')).toEqual(['alice']);
   await b.client.join('sdk-presence');
   expect(b.client.presence('sdk-presence')).toEqual(['alice', 'bob']);
-  await waitEvent(a, 'presence', (p) => p.room === 'sdk-presence' && p.event === 'join' && p.user === 'bob');
+  await waitEvent(a, 'presence', (p) => p.room === 'sdk-presence' && p.joined.includes('bob'));
   expect(a.client.presence('sdk-presence')).toEqual(['alice', 'bob']);
   await b.client.leave('sdk-presence');
-  await waitEvent(a, 'presence', (p) => p.event === 'leave' && p.user === 'bob');
+  await waitEvent(a, 'presence', (p) => p.left.includes('bob'));
   expect(a.client.presence('sdk-presence')).toEqual(['alice']);
   expect(b.client.rooms()).toEqual([]);
 });

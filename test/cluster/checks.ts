@@ -1,6 +1,6 @@
 // Cross-node protocol checks and a scored publish stream, shared by the Redis Cluster and Sentinel suites: the
 // same assertions as test/gateway/cluster.test.ts, run against gateways on another Redis topology.
-import { token, TestClient, type Frame, type GatewayProc } from '../helpers/harness';
+import { presenceChange, token, TestClient, type Frame, type GatewayProc } from '../helpers/harness';
 
 export type Connect = (node: GatewayProc, user: string) => Promise<TestClient>;
 
@@ -57,9 +57,9 @@ export async function presenceAcrossNodes(connect: Connect, a: GatewayProc, b: G
   const bob = await connect(b, 'bob');
   expect((await alice.ok({ type: 'join', room })).presence).toEqual(['alice']);
   expect(((await bob.ok({ type: 'join', room })).presence as string[]).sort()).toEqual(['alice', 'bob']);
-  await alice.waitFor((f) => f.type === 'presence' && f.event === 'join' && f.user === 'bob');
+  await alice.waitFor((f) => presenceChange(f, 'join', 'bob'));
   await bob.ok({ type: 'leave', room });
-  await alice.waitFor((f) => f.type === 'presence' && f.event === 'leave' && f.user === 'bob');
+  await alice.waitFor((f) => presenceChange(f, 'leave', 'bob'));
   expect((await alice.ok({ type: 'presence', room })).presence).toEqual(['alice']);
 }
 

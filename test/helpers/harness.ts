@@ -347,3 +347,9 @@ export async function upgradeStatus(
     });
   });
 }
+
+/** A presence frame that reports `user` joining (or leaving) the room (changes are batched: see docs/PROTOCOL.md). */
+export function presenceChange(f: Frame, event: 'join' | 'leave', user: string): boolean {
+  const list = f[event === 'join' ? 'joined' : 'left'];
+  return f.type === 'presence' && Array.isArray(list) && list.includes(user);
+}

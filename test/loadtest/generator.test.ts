@@ -1,6 +1,7 @@
 // The load generator end to end, with real parts: two generator processes (spawned exactly as the benchmark
 // does), client sockets from several loopback source addresses, a real redis-server, a two-node Socket.IO +
-// redis-adapter cluster (loadtest/socketio-server.ts) and a real gateway node. Proves the accounting: every
+// redis-adapter cluster (loadtest/socketio-server.ts), a two-node floor (loadtest/floor-server.ts) and a real
+// gateway node. Proves the accounting: every
 // acknowledged message is delivered once to every room member (or the DM recipient), each delivery has a latency,
 // and nothing is counted twice.
 import { build } from 'esbuild';
@@ -18,7 +19,7 @@ beforeAll(async () => {
   mkdirSync(OUT, { recursive: true });
   // A private build of the loadtest entries, so the test never runs a stale dist/.
   await build({
-    entryPoints: ['loadtest/generator.ts', 'loadtest/socketio-server.ts'],
+    entryPoints: ['loadtest/generator.ts', 'loadtest/socketio-server.ts', 'loadtest/floor-server.ts'],
     bundle: true,
     platform: 'node',
     format: 'esm',
@@ -155,5 +156,44 @@ describe('load generator against a gateway node (memory engine)', () => {
     expect(dms.result.delivered).toBe(30);
     expect(dms.result.duplicates).toBe(0);
     expect(rooms.lost + dms.lost).toBe(0);
+  });
+});
+
+describe('load generator against the floor (two bare uWS nodes relaying Redis PUBLISH into native topics)', () => {
+  let redis: RedisProc;
+  const nodes: NodeProc[] = [];
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    for (const name of ['floor-a', 'floor-b'])
+      nodes.push(
+        await startNode({
+          name,
+          script: join(OUT, 'floor-server.js'),
+          env: { NODE_ID: name, REDIS_URL: redis.url },
+          readyPath: '/readyz',
+          clientPath: (port) => `ws://127.0.0.1:${port}/ws`,
+        }),
+      );
+  });
+  afterAll(async () => {
+    for (const n of nodes) await n.stop();
+    await redis?.stop();
+  });
+
+  test('room messages across both nodes and DMs to the other node are all delivered once', async () => {
+    const urls = nodes.map((n) => n.clientUrl);
+    const rooms = await runPhase(layout('floor', 'rooms', urls, 24, 6), 40, 1000);
+    expect(rooms.sent.published).toBe(40);
+    expect(rooms.result.expected).toBe(40 * 6);
+    expect(rooms.result.delivered).toBe(rooms.result.expected);
+    expect(rooms.result.duplicates).toBe(0);
+    expect(rooms.result.latency.count).toBe(rooms.result.delivered);
+    const dms = await runPhase(layout('floor', 'dm', urls, 10, 1), 30, 1000);
+    expect(dms.sent.published).toBe(30);
+    expect(dms.result.delivered).toBe(30);
+    expect(dms.result.duplicates).toBe(0);
+    expect(rooms.lost + dms.lost).toBe(0);
+    expect(nodes.map((n) => n.crashed)).toEqual([undefined, undefined]);
   });
 });

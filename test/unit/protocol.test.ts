@@ -125,6 +125,8 @@ describe('config', () => {
       'REDIS_CLUSTER_NODES must be a comma-separated list of host:port',
     ],
     [{ NODE_ID: 'has|pipe' }, 'NODE_ID must be 1-64 of'],
+    [{ PRESENCE_BATCH_MS: '-1' }, 'PRESENCE_BATCH_MS must be between 0 and 10000'],
+    [{ PRESENCE_BATCH_MS: '1e9' }, 'PRESENCE_BATCH_MS must be'],
     [
       { DEV_TOKENS: 'true', JWT_SECRET: 's'.repeat(16), NODE_ENV: 'production' },
       'DEV_TOKENS=true is not allowed',

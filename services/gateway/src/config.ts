@@ -121,6 +121,7 @@ const ENV = {
   INBOX_TTL_S: { def: '604800', parse: int('INBOX_TTL_S', 1, 31536000) },
   DEDUP_WINDOW_S: { def: '300', parse: int('DEDUP_WINDOW_S', 1, 86400) },
   PRESENCE_TTL_MS: { def: '20000', parse: int('PRESENCE_TTL_MS', 1000, 3600000) },
+  PRESENCE_BATCH_MS: { def: '200', parse: int('PRESENCE_BATCH_MS', 0, 10000) },
   SHUTDOWN_GRACE_MS: { def: '10000', parse: int('SHUTDOWN_GRACE_MS', 0, 600000) },
   STATIC_DIR: { def: undefined, parse: (s: string) => s },
   TRUST_PROXY: { def: 'false', parse: oneOf('TRUST_PROXY', ['true', 'false'] as const) },
@@ -197,6 +198,8 @@ export interface Config {
   };
   history: { size: number; ttlS: number; inboxSize: number; inboxTtlS: number; dedupWindowS: number };
   presenceTtlMs: number;
+  /** Presence changes of a room are sent to its local members at most once per this window, as one frame. */
+  presenceBatchMs: number;
   shutdownGraceMs: number;
   staticDir?: string;
   trustProxy: boolean;
@@ -292,6 +295,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
       dedupWindowS: read(env, 'DEDUP_WINDOW_S')!,
     },
     presenceTtlMs: read(env, 'PRESENCE_TTL_MS')!,
+    presenceBatchMs: read(env, 'PRESENCE_BATCH_MS')!,
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS')!,
     staticDir: read(env, 'STATIC_DIR'),
     trustProxy: read(env, 'TRUST_PROXY') === 'true',

@@ -8,6 +8,7 @@ import type { Hub } from './hub/hub';
 import type { Logger } from './logger';
 import type { Metrics, Stats } from './metrics';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
+import { ExpiryQueue } from './auth/expiry-queue';
 import { parseCommand, FrameError, validRoom, type Command } from './protocol/commands';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply } from './protocol/frames';
@@ -38,12 +39,11 @@ class Bucket {
 interface Session {
   client: Client;
   identity: Identity;
-  bucket: Bucket;
+  /** Created at the first command (an idle connection never needs one). */
+  bucket?: Bucket;
   violations: number[];
-  expiry?: NodeJS.Timeout;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A reply may carry work that must run right after the reply is written (JSON.stringify skips symbols). */
 const AFTER_REPLY = Symbol('afterReply');
 const VIOLATION_WINDOW_MS = 60_000;
@@ -60,6 +60,11 @@ export function newMessageId(): string {
 
 export class Gateway {
   readonly sessions = new Map<Client, Session>();
+  /** Token expiries of every session, behind one timer. */
+  private readonly expiries = new ExpiryQueue<Session>((session) => {
+    this.log.info({ conn: session.client.id, user: session.client.user }, 'token expired; closing');
+    session.client.conn.close(CLOSE.tokenExpired, 'token expired');
+  });
 
   constructor(
     private readonly config: Readonly<Config>,
@@ -81,11 +86,11 @@ export class Gateway {
     const session: Session = {
       client,
       identity,
-      bucket: new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst),
+      bucket: undefined,
       violations: [],
     };
     this.sessions.set(client, session);
-    this.armExpiry(session);
+    if (identity.expiresAt !== null) this.expiries.add(session, identity.expiresAt);
     this.metrics.connectionsOpened.inc();
     // The welcome goes out once the connection is live on its inbox and counted in the connection map, so a DM
     // sent after a client saw its welcome is delivered live and counted in the sender's `delivered`.
@@ -132,7 +137,7 @@ export class Gateway {
     if (!session) return;
     this.sessions.delete(client);
     client.closed = true;
-    clearTimeout(session.expiry);
+    if (session.identity.expiresAt !== null) this.expiries.remove(session, session.identity.expiresAt);
     this.hub.forget(client);
     this.metrics.connectionsClosed.inc({ code: String(code) });
     for (const room of client.rooms.keys()) this.leaveRoom(client, room);
@@ -170,6 +175,7 @@ export class Gateway {
       return;
     }
     this.metrics.messagesIn.inc({ type: command.type });
+    session.bucket ??= new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst);
     const wait = session.bucket.take();
     if (wait > 0) {
       this.metrics.rateLimited.inc({ scope: 'connection' });
@@ -279,7 +285,7 @@ export class Gateway {
     const ref: StreamRef = { kind: 'room', name: room };
     // Recorded before any await: a second join of the same room meanwhile takes the `existing` path above.
     const { sub, ready } = this.hub.add(client, ref);
-    client.rooms.set(room, sub);
+    client.addRoom(room, sub);
     try {
       await ready;
       const [presence, head] = await Promise.all([
@@ -311,7 +317,7 @@ export class Gateway {
   private leaveRoom(client: Client, room: string): void {
     const sub = client.rooms.get(room);
     if (!sub) return;
-    client.rooms.delete(room);
+    client.dropRoom(room);
     if (this.hub.remove(client, sub.ref)) {
       this.engine
         .presenceRemove(room, client.user)
@@ -481,8 +487,9 @@ export class Gateway {
     }
     if (identity.user !== session.identity.user)
       throw new ProtocolError('unauthorized', 'token is for another user');
+    if (session.identity.expiresAt !== null) this.expiries.remove(session, session.identity.expiresAt);
     session.identity = identity;
-    this.armExpiry(session);
+    if (identity.expiresAt !== null) this.expiries.add(session, identity.expiresAt);
     // The new token's `rooms` claim applies now: rooms it no longer allows are left (a normal leave).
     const left = [...session.client.rooms.keys()].filter((room) => !roomAllowed(identity, room));
     for (const room of left) this.leaveRoom(session.client, room);
@@ -492,20 +499,6 @@ export class Gateway {
       [AFTER_REPLY]: () =>
         this.send(session.client, JSON.stringify({ type: 'left', rooms: left, reason: 'token' }), 'left'),
     };
-  }
-
-  private armExpiry(session: Session): void {
-    clearTimeout(session.expiry);
-    const at = session.identity.expiresAt;
-    if (at === null) return;
-    session.expiry = setTimeout(
-      () => {
-        this.log.info({ conn: session.client.id, user: session.client.user }, 'token expired; closing');
-        session.client.conn.close(CLOSE.tokenExpired, 'token expired');
-      },
-      Math.min(Math.max(at - Date.now(), 0), MAX_TIMER_MS),
-    );
-    session.expiry.unref();
   }
 
   /** Closes every local connection of the user (server API disconnect, any node). */

@@ -90,7 +90,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   }));
   const hub = new Hub(
     engine,
-    { slowConsumerBytes: config.limits.slowConsumerBytes, catchUpPage: 100 },
+    {
+      slowConsumerBytes: config.limits.slowConsumerBytes,
+      catchUpPage: 100,
+      presenceBatchMs: config.presenceBatchMs,
+    },
     stats,
     {
       backpressure: () => metrics.backpressure.inc(),

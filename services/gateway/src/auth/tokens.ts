@@ -1,4 +1,5 @@
 // JWT verification at the handshake (and on `refresh`), the `rooms` claim, and dev-mode minting.
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { isWellFormed } from '../protocol/unicode';
 import { RoomPattern } from './room-pattern';
@@ -58,6 +59,12 @@ export function roomAllowed(identity: Identity, room: string): boolean {
 
 export class TokenVerifier {
   private readonly algorithms: jwt.Algorithm[];
+  /**
+   * Keys built once: given a string, jsonwebtoken tries createPublicKey on every verify (and for an HS256 secret
+   * catches the throw and builds a secret key), about a third of a connection's CPU.
+   */
+  private readonly secretKey?: KeyObject;
+  private readonly publicKey?: KeyObject;
 
   /**
    * `revoked` is asked about every token that passes every other check; it must answer from memory (the upgrade
@@ -68,8 +75,14 @@ export class TokenVerifier {
     private readonly revoked: (identity: Identity) => boolean = () => false,
   ) {
     this.algorithms = [];
-    if (opts.secret) this.algorithms.push('HS256');
-    if (opts.publicKey) this.algorithms.push('RS256');
+    if (opts.secret) {
+      this.algorithms.push('HS256');
+      this.secretKey = createSecretKey(Buffer.from(opts.secret, 'utf8'));
+    }
+    if (opts.publicKey) {
+      this.algorithms.push('RS256');
+      this.publicKey = createPublicKey(opts.publicKey);
+    }
   }
 
   verify(token: string | undefined): Identity {
@@ -78,7 +91,7 @@ export class TokenVerifier {
     if (!decoded || typeof decoded.payload !== 'object') throw new AuthError('malformed');
     const alg = decoded.header.alg as jwt.Algorithm;
     if (!this.algorithms.includes(alg)) throw new AuthError('bad_algorithm');
-    const key = alg === 'HS256' ? this.opts.secret! : this.opts.publicKey!;
+    const key = alg === 'HS256' ? this.secretKey! : this.publicKey!;
     let claims: jwt.JwtPayload;
     try {
       claims = jwt.verify(token, key, {

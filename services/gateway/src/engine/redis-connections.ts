@@ -81,6 +81,14 @@ export class PlainBus implements Bus {
   private readonly channels = new Set<string>();
   private connectedOnce = false;
   private stopped = false;
+  /** (UN)SUBSCRIBEs waiting for the end of this turn of the event loop, in the order asked. */
+  private readonly queue: {
+    kind: 'subscribe' | 'unsubscribe';
+    channels: string[];
+    settle(p: Promise<unknown>): void;
+    done: Promise<void>;
+  }[] = [];
+  private flushing = false;
 
   constructor(
     options: RedisOptions,
@@ -132,14 +140,41 @@ export class PlainBus implements Bus {
 
   async subscribe(channel: string): Promise<void> {
     this.channels.add(channel);
-    await this.sub.subscribe(channel);
+    await this.batched('subscribe', channel);
   }
 
   async unsubscribe(channel: string): Promise<void> {
     this.channels.delete(channel);
-    await this.sub.unsubscribe(channel);
+    await this.batched('unsubscribe', channel);
+  }
+
+  /**
+   * (UN)SUBSCRIBEs asked for within one turn of the event loop go out as one command per run of the same kind, in
+   * the order asked (a connect storm subscribes one inbox channel per connection: one SUBSCRIBE of many channels
+   * instead of one each).
+   */
+  private batched(kind: 'subscribe' | 'unsubscribe', channel: string): Promise<void> {
+    let batch = this.queue[this.queue.length - 1];
+    if (!batch || batch.kind !== kind || batch.channels.length >= SUBSCRIBE_BATCH) {
+      let settle!: (p: Promise<unknown>) => void;
+      const done = new Promise<unknown>((resolve) => (settle = resolve)) as Promise<void>;
+      batch = { kind, channels: [], settle, done };
+      this.queue.push(batch);
+    }
+    batch.channels.push(channel);
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => {
+        this.flushing = false;
+        for (const b of this.queue.splice(0)) b.settle(this.sub[b.kind](...b.channels));
+      });
+    }
+    return batch.done;
   }
 }
+
+/** Most channels in one batched (UN)SUBSCRIBE. */
+const SUBSCRIBE_BATCH = 1000;
 
 // ---------------------------------------------------------------------------------------------------------------
 

@@ -31,9 +31,12 @@ export interface Sub {
   gen: number;
 }
 
+const NO_ROOMS: ReadonlyMap<string, Sub> = new Map();
+
 /** One authenticated connection as the hub and the command handlers see it. */
 export class Client {
-  readonly rooms = new Map<string, Sub>();
+  /** Created at the first join: an idle connection holds no map of its own. */
+  private joined?: Map<string, Sub>;
   inbox?: Sub;
   /** Resolves once the connection is live on its inbox. */
   inboxReady?: Promise<Sub>;
@@ -46,4 +49,17 @@ export class Client {
     readonly user: string,
     readonly conn: Connection,
   ) {}
+
+  /** Rooms this connection joined, with its position in each. */
+  get rooms(): ReadonlyMap<string, Sub> {
+    return this.joined ?? NO_ROOMS;
+  }
+
+  addRoom(room: string, sub: Sub): void {
+    (this.joined ??= new Map()).set(room, sub);
+  }
+
+  dropRoom(room: string): void {
+    this.joined?.delete(room);
+  }
 }

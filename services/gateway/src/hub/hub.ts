@@ -4,7 +4,7 @@
 // history first. The same path serves recovery after reconnect, slow consumers that drained, and events the bus
 // lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
 import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
-import { gapEvent } from '../protocol/frames';
+import { gapEvent, presenceBatchEvent } from '../protocol/frames';
 import type { Logger } from '../logger';
 import type { Stats } from '../metrics';
 import { Client, SendStatus, type Sub } from './client';
@@ -13,14 +13,24 @@ interface Topic {
   ref: StreamRef;
   channel: string;
   subs: Map<Client, Sub>;
-  /** Local connections per user (rooms only): presence is marked per node, not per connection. */
-  users: Map<string, number>;
+  /**
+   * Local connections per user (rooms only: presence is marked per node, not per connection). An inbox topic is
+   * one user's, so it needs no count (its last connection leaves when subs is empty).
+   */
+  users?: Map<string, number>;
   subscribed: Promise<void>;
+  /** Presence changes waiting for the batch window (rooms only): user -> last change. */
+  presence?: { changes: Map<string, 'join' | 'leave'>; timer: NodeJS.Timeout };
 }
 
 export interface HubOptions {
   slowConsumerBytes: number;
   catchUpPage: number;
+  /**
+   * Presence changes of a room reach its local members as one frame per window of this many ms (0: one frame per
+   * change, at once). Filling a room of n members one join at a time costs O(n^2) frames unbatched.
+   */
+  presenceBatchMs: number;
 }
 
 export interface HubEvents {
@@ -68,7 +78,13 @@ export class Hub {
     const channel = this.engine.channel(ref);
     let topic = this.topics.get(channel);
     if (!topic) {
-      topic = { ref, channel, subs: new Map(), users: new Map(), subscribed: this.engine.subscribe(channel) };
+      topic = {
+        ref,
+        channel,
+        subs: new Map(),
+        users: ref.kind === 'room' ? new Map() : undefined,
+        subscribed: this.engine.subscribe(channel),
+      };
       this.topics.set(channel, topic);
       topic.subscribed.catch(() => {
         if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
@@ -76,7 +92,7 @@ export class Hub {
     }
     const sub: Sub = { ref, epoch: '', offset: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
-    topic.users.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
+    topic.users?.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
     const ready = topic.subscribed.catch((err: unknown) => {
       this.remove(client, ref);
       throw err;
@@ -101,11 +117,15 @@ export class Hub {
     const channel = this.engine.channel(ref);
     const topic = this.topics.get(channel);
     if (!topic || !topic.subs.delete(client)) return false;
-    const left = (topic.users.get(client.user) ?? 1) - 1;
-    if (left > 0) topic.users.set(client.user, left);
-    else topic.users.delete(client.user);
+    let left = topic.subs.size;
+    if (topic.users) {
+      left = (topic.users.get(client.user) ?? 1) - 1;
+      if (left > 0) topic.users.set(client.user, left);
+      else topic.users.delete(client.user);
+    }
     if (topic.subs.size === 0) {
       this.topics.delete(channel);
+      if (topic.presence) clearTimeout(topic.presence.timer);
       this.engine
         .unsubscribe(channel)
         .catch((err: Error) => this.log.warn({ err: err.message, channel }, 'unsubscribe failed'));
@@ -116,8 +136,7 @@ export class Hub {
   /** Local users per room and connections per user, for the engine's heartbeat. */
   localState(clients: Iterable<Client>): LocalState {
     const rooms = new Map<string, Set<string>>();
-    for (const t of this.topics.values())
-      if (t.ref.kind === 'room') rooms.set(t.ref.name, new Set(t.users.keys()));
+    for (const t of this.topics.values()) if (t.users) rooms.set(t.ref.name, new Set(t.users.keys()));
     const users = new Map<string, Set<string>>();
     for (const c of clients) {
       let set = users.get(c.user);
@@ -177,10 +196,47 @@ export class Hub {
     const topic = this.topics.get(channel);
     if (!topic) return;
     if (message.kind === 'event') this.deliver(topic, message);
-    else if (message.kind === 'presence') {
-      for (const client of topic.subs.keys())
-        if (!client.lagging) this.write(client, message.frame, 'presence');
-    } else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
+    else if (message.kind === 'presence') this.presenceChanged(topic, message.frame);
+    else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
+  }
+
+  /** Collects one presence change of the room; the batch goes out when its window closes. */
+  private presenceChanged(topic: Topic, frame: string | Uint8Array): void {
+    let change: { event?: unknown; user?: unknown };
+    try {
+      change = JSON.parse(
+        typeof frame === 'string' ? frame : Buffer.from(frame).toString('utf8'),
+      ) as typeof change;
+    } catch {
+      return;
+    }
+    if ((change.event !== 'join' && change.event !== 'leave') || typeof change.user !== 'string') return;
+    let batch = topic.presence;
+    if (!batch) {
+      if (this.opts.presenceBatchMs === 0) {
+        this.sendPresence(topic, new Map([[change.user, change.event]]));
+        return;
+      }
+      const timer = setTimeout(() => {
+        const changes = topic.presence?.changes;
+        topic.presence = undefined;
+        if (changes && this.topics.get(topic.channel) === topic) this.sendPresence(topic, changes);
+      }, this.opts.presenceBatchMs);
+      batch = topic.presence = { changes: new Map(), timer };
+    }
+    // The last change of a user wins: a join then a leave in one window is a leave (state, not history).
+    batch.changes.delete(change.user);
+    batch.changes.set(change.user, change.event);
+  }
+
+  private sendPresence(topic: Topic, changes: Map<string, 'join' | 'leave'>): void {
+    const joined: string[] = [];
+    const left: string[] = [];
+    for (const [user, event] of changes) (event === 'join' ? joined : left).push(user);
+    if (topic.ref.kind !== 'room') return;
+    // Encoded once for every member.
+    const frame = Buffer.from(presenceBatchEvent(topic.ref.name, joined, left));
+    for (const client of topic.subs.keys()) if (!client.lagging) this.write(client, frame, 'presence');
   }
 
   /** The hot path: one bus event to every local connection of the stream. */

@@ -38,6 +38,19 @@ export function presenceEvent(room: string, event: 'join' | 'leave', user: strin
   return JSON.stringify({ type: 'presence', room, event, user });
 }
 
+/**
+ * Presence changes of one room, coalesced over PRESENCE_BATCH_MS: the users who joined and who left (each user in
+ * at most one list, their last change). With exactly one change the frame also carries `event` and `user`, the
+ * protocol-1 single-change fields.
+ */
+export function presenceBatchEvent(room: string, joined: string[], left: string[]): string {
+  if (joined.length + left.length === 1) {
+    const event = joined.length === 1 ? 'join' : 'leave';
+    return JSON.stringify({ type: 'presence', room, event, user: joined[0] ?? left[0], joined, left });
+  }
+  return JSON.stringify({ type: 'presence', room, joined, left });
+}
+
 /** `to` is null when the history was reset (a new epoch): everything after `from - 1` of the old epoch is lost. */
 export function gapEvent(
   target: { room: string } | { inbox: true },
