@@ -13,6 +13,7 @@ import {
   upgradeStatus,
   type GatewayProc,
   type RedisProc,
+  presenceChange,
 } from '../helpers/harness';
 import { closeAll, sdk, waitEvent } from '../client/util';
 
@@ -131,7 +132,7 @@ describe('identities and token lifetime', () => {
     const c = await TestClient.connect(b.wsUrl, token(user, { rooms: ['lobby', 'secret'] }));
     await c.ok({ type: 'join', room: 'lobby' });
     await c.ok({ type: 'join', room: 'secret' });
-    await watcher.waitFor((f) => f.type === 'presence' && f.user === user && f.event === 'join');
+    await watcher.waitFor((f) => presenceChange(f, 'join', user));
     const r = await c.ok({ type: 'refresh', token: token(user, { rooms: ['lobby'] }) });
     expect(r.expiresAt).toBeGreaterThan(Date.now());
     expect(await c.waitFor((f) => f.type === 'left')).toEqual({
@@ -139,7 +140,7 @@ describe('identities and token lifetime', () => {
       rooms: ['secret'],
       reason: 'token',
     });
-    await watcher.waitFor((f) => f.type === 'presence' && f.user === user && f.event === 'leave');
+    await watcher.waitFor((f) => presenceChange(f, 'leave', user));
     expect(await c.request({ type: 'publish', room: 'secret', body: 'x' })).toMatchObject({
       ok: false,
       error: { code: 'not_member' },

@@ -10,6 +10,7 @@ import {
   until,
   type GatewayProc,
   type RedisProc,
+  presenceChange,
 } from '../helpers/harness';
 
 const TTL_MS = 2000;
@@ -73,10 +74,7 @@ test('kill -9 then restart under the same NODE_ID and port: the old process is s
     return now.some((n) => n.startsWith('gw-1#') && !oldInstances.includes(n));
   });
 
-  const leave = await bob.waitFor(
-    (f) => f.type === 'presence' && f.event === 'leave' && f.user === 'alice',
-    TTL_MS + BEAT_MS + 5000,
-  );
+  const leave = await bob.waitFor((f) => presenceChange(f, 'leave', 'alice'), TTL_MS + BEAT_MS + 5000);
   const sweptAfterMs = Date.now() - killedAt;
   expect(leave).toMatchObject({ room: 'haunt' });
   expect((await bob.ok({ type: 'presence', room: 'haunt' })).presence).toEqual(['bob']);
