@@ -55,6 +55,12 @@ export const GATEWAY_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> 
   gateway_error_replies_total: 'counter',
   gateway_ready: 'gauge',
   gateway_draining: 'gauge',
+  gateway_hook_calls_total: 'counter',
+  gateway_hook_errors_total: 'counter',
+  gateway_hook_duration_seconds: 'histogram',
+  gateway_webhooks_recorded_total: 'counter',
+  gateway_webhook_deliveries_total: 'counter',
+  gateway_webhook_delivery_duration_seconds: 'histogram',
 };
 
 function seriesNames(name: string, type: string): string[] {

@@ -174,6 +174,67 @@ export const nodeDetail = {
       ],
     },
     {
+      title: 'Backend hooks and webhooks',
+      panels: [
+        timeseries({
+          title: 'Hook calls by outcome',
+          description:
+            'Calls to the backend per second by hook and outcome: allow, deny, error, cached (gateway_hook_calls_total); failures by kind: timeout, network, status, bad_response, overload (gateway_hook_errors_total). Under fail-closed, each error is an `unavailable` for a client.',
+          unit: 'reqps',
+          w: 8,
+          queries: [
+            {
+              expr: `sum by (node_id, hook, outcome) (rate(gateway_hook_calls_total{${sel}}[$__rate_interval]))`,
+              legend: '{{node_id}} {{hook}} {{outcome}}',
+            },
+            {
+              expr: `sum by (node_id, hook, kind) (rate(gateway_hook_errors_total{${sel}}[$__rate_interval]))`,
+              legend: '{{node_id}} {{hook}} failed: {{kind}}',
+            },
+          ],
+        }),
+        timeseries({
+          title: 'Hook and webhook latency p99',
+          description:
+            'Backend answer time per hook, 99th and 50th percentile (gateway_hook_duration_seconds): it adds to every connect, join or publish that calls the hook. And the 99th percentile of webhook delivery attempts (gateway_webhook_delivery_duration_seconds).',
+          unit: 's',
+          min: 0,
+          w: 8,
+          queries: [
+            {
+              expr: `histogram_quantile(0.99, sum by (node_id, hook, le) (rate(gateway_hook_duration_seconds_bucket{${sel}}[$__rate_interval])))`,
+              legend: '{{node_id}} {{hook}} p99',
+            },
+            {
+              expr: `histogram_quantile(0.5, sum by (node_id, hook, le) (rate(gateway_hook_duration_seconds_bucket{${sel}}[$__rate_interval])))`,
+              legend: '{{node_id}} {{hook}} p50',
+            },
+            {
+              expr: `histogram_quantile(0.99, sum by (node_id, le) (rate(gateway_webhook_delivery_duration_seconds_bucket{${sel}}[$__rate_interval])))`,
+              legend: '{{node_id}} webhook p99',
+            },
+          ],
+        }),
+        timeseries({
+          title: 'Webhooks',
+          description:
+            'Events recorded per second by type (gateway_webhooks_recorded_total) and delivery attempts by result (gateway_webhook_deliveries_total). Failed attempts are retried with backoff.',
+          unit: 'reqps',
+          w: 8,
+          queries: [
+            {
+              expr: `sum by (node_id, type) (rate(gateway_webhooks_recorded_total{${sel}}[$__rate_interval]))`,
+              legend: '{{node_id}} recorded {{type}}',
+            },
+            {
+              expr: `sum by (node_id, result) (rate(gateway_webhook_deliveries_total{${sel}}[$__rate_interval]))`,
+              legend: '{{node_id}} {{result}}',
+            },
+          ],
+        }),
+      ],
+    },
+    {
       title: 'Runtime',
       panels: [
         timeseries({

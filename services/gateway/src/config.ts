@@ -66,6 +66,33 @@ function hostPorts(name: string) {
 
 /** Anything else (a typo such as `Production`) must not quietly run in dev mode with /dev/token open. */
 const NODE_ENVS = ['development', 'production', 'test'] as const;
+/** An http:// or https:// URL (hooks and webhooks). */
+function httpUrl(name: string) {
+  return (raw: string): string => {
+    try {
+      const u = new URL(raw);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error();
+    } catch {
+      throw new ConfigError(`${name} must be an http:// or https:// URL`);
+    }
+    return raw;
+  };
+}
+
+const FAILURE_POLICIES = ['closed', 'open'] as const;
+export const WEBHOOK_EVENTS = ['user.online', 'user.offline', 'room.occupied', 'room.vacated'] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENTS)[number] | 'message';
+
+function webhookEvents(raw: string): WebhookEventType[] {
+  const items = list(raw);
+  for (const item of items)
+    if (!(WEBHOOK_EVENTS as readonly string[]).includes(item))
+      throw new ConfigError(
+        `WEBHOOK_EVENTS must be a comma-separated subset of ${WEBHOOK_EVENTS.join(', ')}`,
+      );
+  return items as WebhookEventType[];
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Name, default (undefined = unset) and parser of every environment variable the gateway reads. */
@@ -125,6 +152,30 @@ const ENV = {
   SHUTDOWN_GRACE_MS: { def: '10000', parse: int('SHUTDOWN_GRACE_MS', 0, 600000) },
   STATIC_DIR: { def: undefined, parse: (s: string) => s },
   TRUST_PROXY: { def: 'false', parse: oneOf('TRUST_PROXY', ['true', 'false'] as const) },
+  HOOK_CONNECT_URL: { def: undefined, parse: httpUrl('HOOK_CONNECT_URL') },
+  HOOK_JOIN_URL: { def: undefined, parse: httpUrl('HOOK_JOIN_URL') },
+  HOOK_PUBLISH_URL: { def: undefined, parse: httpUrl('HOOK_PUBLISH_URL') },
+  HOOK_CONNECT_TIMEOUT_MS: { def: '2000', parse: int('HOOK_CONNECT_TIMEOUT_MS', 10, 60000) },
+  HOOK_JOIN_TIMEOUT_MS: { def: '2000', parse: int('HOOK_JOIN_TIMEOUT_MS', 10, 60000) },
+  HOOK_PUBLISH_TIMEOUT_MS: { def: '2000', parse: int('HOOK_PUBLISH_TIMEOUT_MS', 10, 60000) },
+  HOOK_CONNECT_ON_FAILURE: { def: 'closed', parse: oneOf('HOOK_CONNECT_ON_FAILURE', FAILURE_POLICIES) },
+  HOOK_JOIN_ON_FAILURE: { def: 'closed', parse: oneOf('HOOK_JOIN_ON_FAILURE', FAILURE_POLICIES) },
+  HOOK_PUBLISH_ON_FAILURE: { def: 'closed', parse: oneOf('HOOK_PUBLISH_ON_FAILURE', FAILURE_POLICIES) },
+  HOOK_MAX_CONCURRENCY: { def: '256', parse: int('HOOK_MAX_CONCURRENCY', 1, 100000) },
+  HOOK_MAX_RESPONSE_BYTES: { def: '65536', parse: int('HOOK_MAX_RESPONSE_BYTES', 1024, 16777216) },
+  HOOK_JOIN_CACHE_MS: { def: '0', parse: int('HOOK_JOIN_CACHE_MS', 0, 86400000) },
+  HOOK_JOIN_CACHE_SIZE: { def: '10000', parse: int('HOOK_JOIN_CACHE_SIZE', 1, 10000000) },
+  HOOK_SECRET: { def: undefined, parse: (s: string) => s },
+  WEBHOOK_URL: { def: undefined, parse: httpUrl('WEBHOOK_URL') },
+  WEBHOOK_SECRET: { def: undefined, parse: (s: string) => s },
+  WEBHOOK_EVENTS: { def: WEBHOOK_EVENTS.join(','), parse: webhookEvents },
+  WEBHOOK_MESSAGE_ROOMS: { def: '', parse: list },
+  WEBHOOK_TIMEOUT_MS: { def: '5000', parse: int('WEBHOOK_TIMEOUT_MS', 10, 120000) },
+  WEBHOOK_CONCURRENCY: { def: '16', parse: int('WEBHOOK_CONCURRENCY', 1, 10000) },
+  WEBHOOK_RETRY_MAX_MS: { def: '30000', parse: int('WEBHOOK_RETRY_MAX_MS', 100, 3600000) },
+  WEBHOOK_CLAIM_IDLE_MS: { def: '30000', parse: int('WEBHOOK_CLAIM_IDLE_MS', 1000, 3600000) },
+  WEBHOOK_MAX_AGE_S: { def: '86400', parse: int('WEBHOOK_MAX_AGE_S', 60, 31536000) },
+  WEBHOOK_RETENTION: { def: '100000', parse: int('WEBHOOK_RETENTION', 100, 100000000) },
 } as const;
 
 type EnvName = keyof typeof ENV;
@@ -203,15 +254,54 @@ export interface Config {
   shutdownGraceMs: number;
   staticDir?: string;
   trustProxy: boolean;
+  hooks: HooksConfig;
+  webhooks?: WebhooksConfig;
+}
+
+export interface HookConfig {
+  url: string;
+  timeoutMs: number;
+  /** closed: a failed call refuses (the client gets `unavailable`); open: it is treated as allow. */
+  onFailure: (typeof FAILURE_POLICIES)[number];
+}
+
+export interface HooksConfig {
+  connect?: HookConfig;
+  join?: HookConfig;
+  publish?: HookConfig;
+  maxConcurrency: number;
+  maxResponseBytes: number;
+  joinCacheMs: number;
+  joinCacheSize: number;
+  /** When set, hook requests are signed like webhooks (X-Relaychat-Signature). */
+  secret?: string;
+}
+
+export interface WebhooksConfig {
+  url: string;
+  secret: string;
+  events: WebhookEventType[];
+  /** Rooms whose every stored message is a `message` webhook (globs); empty = none. */
+  messageRooms: string[];
+  timeoutMs: number;
+  concurrency: number;
+  retryMaxMs: number;
+  claimIdleMs: number;
+  maxAgeS: number;
+  retention: number;
 }
 
 export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> {
   const production = read(env, 'NODE_ENV') === 'production';
   const secret = read(env, 'JWT_SECRET');
   const publicKey = read(env, 'JWT_PUBLIC_KEY');
-  const dev = secret === undefined && publicKey === undefined;
+  const connectUrl = read(env, 'HOOK_CONNECT_URL');
+  // With a connect hook and no key, the backend authenticates every connection: not dev mode.
+  const dev = secret === undefined && publicKey === undefined && connectUrl === undefined;
   if (dev && production)
-    throw new ConfigError('JWT_SECRET or JWT_PUBLIC_KEY must be set when NODE_ENV=production');
+    throw new ConfigError(
+      'JWT_SECRET or JWT_PUBLIC_KEY must be set when NODE_ENV=production (or HOOK_CONNECT_URL: the backend authenticates)',
+    );
   const devTokens = read(env, 'DEV_TOKENS') === 'true';
   if (devTokens && production)
     throw new ConfigError('DEV_TOKENS=true is not allowed when NODE_ENV=production');
@@ -234,6 +324,22 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     read(env, 'REDIS_WAIT_TIMEOUT_MS')! >= read(env, 'REDIS_COMMAND_TIMEOUT_MS')!
   )
     throw new ConfigError('REDIS_WAIT_TIMEOUT_MS must be below REDIS_COMMAND_TIMEOUT_MS');
+  const hook = (name: 'CONNECT' | 'JOIN' | 'PUBLISH'): HookConfig | undefined => {
+    const url = read(env, `HOOK_${name}_URL`);
+    if (url === undefined) return undefined;
+    return {
+      url,
+      timeoutMs: read(env, `HOOK_${name}_TIMEOUT_MS`)!,
+      onFailure: read(env, `HOOK_${name}_ON_FAILURE`)!,
+    };
+  };
+  const webhookUrl = read(env, 'WEBHOOK_URL');
+  const webhookSecret = read(env, 'WEBHOOK_SECRET');
+  if (webhookUrl !== undefined && (webhookSecret === undefined || webhookSecret.length < 16))
+    throw new ConfigError('WEBHOOK_URL needs WEBHOOK_SECRET (at least 16 characters) to sign deliveries');
+  const hookSecret = read(env, 'HOOK_SECRET');
+  if (hookSecret !== undefined && hookSecret.length < 16)
+    throw new ConfigError('HOOK_SECRET must be at least 16 characters');
   const maxMessageBytes = read(env, 'MAX_MESSAGE_BYTES')!;
   const maxFrameBytes = read(env, 'MAX_FRAME_BYTES')!;
   if (maxFrameBytes < maxMessageBytes + 1024)
@@ -299,6 +405,30 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS')!,
     staticDir: read(env, 'STATIC_DIR'),
     trustProxy: read(env, 'TRUST_PROXY') === 'true',
+    hooks: {
+      connect: hook('CONNECT'),
+      join: hook('JOIN'),
+      publish: hook('PUBLISH'),
+      maxConcurrency: read(env, 'HOOK_MAX_CONCURRENCY')!,
+      maxResponseBytes: read(env, 'HOOK_MAX_RESPONSE_BYTES')!,
+      joinCacheMs: read(env, 'HOOK_JOIN_CACHE_MS')!,
+      joinCacheSize: read(env, 'HOOK_JOIN_CACHE_SIZE')!,
+      secret: hookSecret,
+    },
+    webhooks: webhookUrl
+      ? {
+          url: webhookUrl,
+          secret: webhookSecret!,
+          events: read(env, 'WEBHOOK_EVENTS') ?? [],
+          messageRooms: read(env, 'WEBHOOK_MESSAGE_ROOMS') ?? [],
+          timeoutMs: read(env, 'WEBHOOK_TIMEOUT_MS')!,
+          concurrency: read(env, 'WEBHOOK_CONCURRENCY')!,
+          retryMaxMs: read(env, 'WEBHOOK_RETRY_MAX_MS')!,
+          claimIdleMs: read(env, 'WEBHOOK_CLAIM_IDLE_MS')!,
+          maxAgeS: read(env, 'WEBHOOK_MAX_AGE_S')!,
+          retention: read(env, 'WEBHOOK_RETENTION')!,
+        }
+      : undefined,
   };
   return Object.freeze(config);
 }

@@ -12,6 +12,7 @@ import { ExpiryQueue } from './auth/expiry-queue';
 import { parseCommand, FrameError, validRoom, type Command } from './protocol/commands';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply } from './protocol/frames';
+import type { Hooks } from './hooks/hooks';
 
 /** Token bucket for commands per second on one connection. */
 class Bucket {
@@ -74,6 +75,7 @@ export class Gateway {
     private readonly metrics: Metrics,
     private readonly stats: Stats,
     private readonly log: Logger,
+    private readonly hooks: Hooks = { close: async () => undefined },
   ) {}
 
   get clients(): Iterable<Client> {
@@ -128,6 +130,7 @@ export class Gateway {
       session: client.id,
       protocol: 1,
       expiresAt: identity.expiresAt,
+      ...(identity.info !== undefined ? { info: identity.info } : {}),
     });
     this.send(client, frame, 'welcome');
   }
@@ -268,6 +271,13 @@ export class Gateway {
   ): Promise<Record<string | symbol, unknown>> {
     const { client } = session;
     this.checkRoom(session, room);
+    if (this.hooks.join && !client.rooms.has(room)) {
+      const decision = await this.hooks.join({ user: client.user, room, conn: client.id });
+      if (decision.kind === 'deny') throw new ProtocolError('forbidden', decision.reason);
+      if (decision.kind === 'unavailable')
+        throw new ProtocolError('unavailable', 'the join hook is unavailable, retry');
+      if (client.closed) throw new ProtocolError('not_member', 'closed while joining');
+    }
     const existing = client.rooms.get(room);
     if (existing) {
       return {
@@ -349,6 +359,13 @@ export class Gateway {
     const { client } = session;
     if (!client.rooms.has(room)) throw new ProtocolError('not_member', `join ${room} before publishing`);
     await this.userRate(client.user);
+    if (this.hooks.publish) {
+      const decision = await this.hooks.publish({ user: client.user, room, conn: client.id, body });
+      if (decision.kind === 'deny') throw new ProtocolError('rejected', decision.reason);
+      if (decision.kind === 'unavailable')
+        throw new ProtocolError('unavailable', 'the publish hook is unavailable, retry');
+      if (decision.body !== undefined) body = decision.body;
+    }
     return this.store({ kind: 'room', name: room }, 'message', client.user, { room }, body, key);
   }
 

@@ -129,6 +129,36 @@ export function createMetrics(
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [registry],
     }),
+    hookCalls: counter('gateway_hook_calls_total', 'Backend hook calls, by hook and outcome.', [
+      'hook',
+      'outcome',
+    ]),
+    hookErrors: counter(
+      'gateway_hook_errors_total',
+      'Backend hook calls that failed, by hook and kind (timeout, network, status, bad_response, overload).',
+      ['hook', 'kind'],
+    ),
+    hookDuration: new client.Histogram({
+      name: 'gateway_hook_duration_seconds',
+      help: 'Backend hook call latency, by hook (cached answers not included).',
+      labelNames: ['hook'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    webhooksRecorded: counter('gateway_webhooks_recorded_total', 'Webhook events recorded, by type.', [
+      'type',
+    ]),
+    webhookDeliveries: counter(
+      'gateway_webhook_deliveries_total',
+      'Webhook delivery attempts, by result (delivered, failed, expired).',
+      ['result'],
+    ),
+    webhookDuration: new client.Histogram({
+      name: 'gateway_webhook_delivery_duration_seconds',
+      help: 'Webhook delivery attempt latency.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
     deliveryLatency: new client.Histogram({
       name: 'gateway_delivery_latency_seconds',
       help: 'From publish on the sender node to the frame written to the local receiving sockets (one observation per message per node).',

@@ -10,8 +10,10 @@ import { Hub } from './hub/hub';
 import type { Logger } from './logger';
 import { createMetrics, Stats } from './metrics';
 import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/tokens';
+import { RoomPattern } from './auth/room-pattern';
+import { createHooks } from './hooks/hooks';
 import { createRoutes } from './http/routes';
-import { UwsTransport } from './transport/uws-server';
+import { UwsTransport, type UpgradeInfo } from './transport/uws-server';
 
 /** Per-IP token bucket for new connections. */
 class IpLimiter {
@@ -104,7 +106,22 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     log,
   );
   const verifier = new TokenVerifier(config.jwt, (identity) => engine.isRevoked(identity));
-  const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);
+  const hooks = createHooks(
+    config.hooks,
+    config.nodeId,
+    config.limits.maxMessageBytes,
+    {
+      call: (hook, seconds, outcome) => {
+        metrics.hookCalls.inc({ hook, outcome });
+        if (outcome !== 'cached') metrics.hookDuration.observe({ hook }, seconds);
+      },
+      error: (hook, kind) => metrics.hookErrors.inc({ hook, kind }),
+    },
+    log,
+  );
+  /** No JWT key and a connect hook: the backend authenticates every connection. */
+  const backendAuth = !config.jwt.secret && !config.jwt.publicKey && hooks.connect !== undefined;
+  const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log, hooks);
   engine.onRevoked((r) => gateway.closeRevoked(r));
   const ipLimiter = new IpLimiter(config.limits.connRatePerIp);
 
@@ -129,6 +146,58 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     return { status, body: JSON.stringify({ error, reason }), headers };
   };
 
+  /** The connect hook's say on an upgrade that passed the gateway's own checks. */
+  const connectHook = async (info: UpgradeInfo, verified: Identity | undefined) => {
+    const decision = await hooks.connect!({
+      ip: info.ip,
+      origin: info.origin,
+      claims: verified?.claims,
+      credentials: verified
+        ? undefined
+        : {
+            token: info.token,
+            cookie: info.cookie,
+            authorization: info.authorization,
+            userAgent: info.userAgent,
+          },
+    });
+    if (draining) return reject(503, 'draining', 'unavailable');
+    if (decision.kind === 'unavailable') return reject(503, 'hook_unavailable', 'unavailable');
+    if (decision.kind === 'deny') {
+      metrics.upgradesRejected.inc({ reason: 'hook_denied' });
+      return {
+        status: decision.status,
+        body: JSON.stringify({
+          error: decision.status === 401 ? 'unauthorized' : 'forbidden',
+          reason: decision.reason,
+        }),
+      };
+    }
+    const user = decision.user ?? verified?.user;
+    if (user === undefined) {
+      log.warn('connect hook allowed a connection without a "user" (required when no JWT key is set)');
+      metrics.hookErrors.inc({ hook: 'connect', kind: 'bad_response' });
+      return reject(503, 'hook_unavailable', 'unavailable');
+    }
+    if (
+      decision.rooms &&
+      (decision.rooms.length > config.jwt.maxRoomPatterns ||
+        decision.rooms.some((r) => r.length > config.jwt.maxRoomPatternLength))
+    ) {
+      log.warn('connect hook answered more or longer room patterns than a token may carry');
+      metrics.hookErrors.inc({ hook: 'connect', kind: 'bad_response' });
+      return reject(503, 'hook_unavailable', 'unavailable');
+    }
+    const identity: Identity = {
+      user,
+      rooms: decision.rooms ? decision.rooms.map((r) => new RoomPattern(r)) : verified?.rooms,
+      expiresAt: verified?.expiresAt ?? null,
+      claims: verified?.claims,
+      info: decision.info,
+    };
+    return { identity };
+  };
+
   const transport = new UwsTransport(
     {
       host: config.host,
@@ -140,7 +209,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       trustProxy: config.trustProxy,
     },
     {
-      upgrade: ({ token, origin, ip }) => {
+      upgrade: (info) => {
+        const { token, origin, ip } = info;
         if (!ready()) return reject(503, draining ? 'draining' : 'not_ready', 'unavailable');
         if (
           origin !== undefined &&
@@ -152,6 +222,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           metrics.rateLimited.inc({ scope: 'ip' });
           return reject(429, 'rate_limited', 'rate_limited', { 'retry-after': '1' });
         }
+        if (backendAuth) return connectHook(info, undefined);
         let identity: Identity;
         try {
           identity = verifier.verify(token);
@@ -161,7 +232,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           log.info({ reason, ip }, 'auth failure');
           return reject(401, reason, 'unauthorized');
         }
-        return { identity };
+        return hooks.connect ? connectHook(info, identity) : { identity };
       },
       open: (conn, identity) => {
         const client = gateway.open(conn, identity);
@@ -211,6 +282,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       .removeNode()
       .catch((err: Error) => log.warn({ err: err.message }, 'removing node entries failed'));
     await engine.stop();
+    await hooks.close();
     log.info('drained');
   };
 

@@ -14,6 +14,10 @@ export interface Identity {
   jti?: string;
   /** The token's `iat`, seconds since epoch, when it has one (revocation of a user's older tokens). */
   issuedAt?: number;
+  /** The verified token's claims (passed to the connect hook). */
+  claims?: Record<string, unknown>;
+  /** Given to the client in `welcome` (from the connect hook). */
+  info?: Record<string, unknown>;
 }
 
 export type AuthFailure =
@@ -122,7 +126,12 @@ export class TokenVerifier {
         throw new AuthError('room_pattern_too_long');
       rooms = patterns.map((p) => new RoomPattern(p));
     }
-    const identity: Identity = { user: claims.sub, rooms, expiresAt: exp === undefined ? null : exp * 1000 };
+    const identity: Identity = {
+      user: claims.sub,
+      rooms,
+      expiresAt: exp === undefined ? null : exp * 1000,
+      claims,
+    };
     if (typeof claims.jti === 'string' && claims.jti.length > 0) identity.jti = claims.jti;
     if (iat !== undefined) identity.issuedAt = iat;
     if (this.revoked(identity)) throw new AuthError('revoked');

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   too_many_rooms: { retryable: false, violation: false },
   unknown_type: { retryable: false, violation: true },
   unavailable: { retryable: true, violation: false },
+  rejected: { retryable: false, violation: false },
   internal: { retryable: true, violation: false },
 } as const;
 

@@ -11,14 +11,22 @@ export interface UpgradeInfo {
   token: string | undefined;
   origin: string | undefined;
   ip: string;
+  /** Raw request headers a backend may authenticate with (the connect hook, when no JWT key is set). */
+  cookie: string | undefined;
+  authorization: string | undefined;
+  userAgent: string | undefined;
 }
+
+export type UpgradeDecision =
+  { identity: Identity } | { status: number; body: string; headers?: Record<string, string> };
 
 /** What the transport asks of the application. */
 export interface TransportHandlers {
-  /** Decides an upgrade: an identity to accept, or an HTTP status and JSON body to refuse with. */
-  upgrade(
-    info: UpgradeInfo,
-  ): { identity: Identity } | { status: number; body: string; headers?: Record<string, string> };
+  /**
+   * Decides an upgrade: an identity to accept, or an HTTP status and JSON body to refuse with. May be
+   * asynchronous (the connect hook); a client that goes away meanwhile is dropped without an upgrade.
+   */
+  upgrade(info: UpgradeInfo): UpgradeDecision | Promise<UpgradeDecision>;
   open(conn: Connection, identity: Identity): Client;
   message(client: Client, text: string, bytes: number): void;
   binary(client: Client, bytes: number): void;
@@ -140,12 +148,49 @@ export class UwsTransport {
     const token = bearer ?? query.get('token') ?? undefined;
     const forwarded = this.opts.trustProxy ? forwardedFor(req.getHeader('x-forwarded-for')) : undefined;
     const ip = forwarded ?? Buffer.from(res.getRemoteAddressAsText()).toString();
+    const cookie = req.getHeader('cookie') || undefined;
+    const userAgent = req.getHeader('user-agent') || undefined;
+    // Registered before any await: uWS invalidates res once the client goes away.
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    const decision = this.handlers.upgrade({ token, origin, ip });
-    if (aborted) return;
+    const info: UpgradeInfo = {
+      token,
+      origin,
+      ip,
+      cookie,
+      authorization: authorization || undefined,
+      userAgent,
+    };
+    const decided = this.handlers.upgrade(info);
+    if (decided instanceof Promise)
+      decided.then(
+        (decision) => this.finishUpgrade(res, context, decision, key, protocol, extensions, () => aborted),
+        () =>
+          this.finishUpgrade(
+            res,
+            context,
+            { status: 500, body: '{"error":"internal","reason":"internal"}' },
+            key,
+            protocol,
+            extensions,
+            () => aborted,
+          ),
+      );
+    else this.finishUpgrade(res, context, decided, key, protocol, extensions, () => aborted);
+  }
+
+  private finishUpgrade(
+    res: uWS.HttpResponse,
+    context: uWS.us_socket_context_t,
+    decision: UpgradeDecision,
+    key: string,
+    protocol: string,
+    extensions: string,
+    aborted: () => boolean,
+  ): void {
+    if (aborted()) return;
     res.cork(() => {
       if ('status' in decision) {
         res.writeStatus(status(decision.status)).writeHeader('content-type', 'application/json');
