@@ -1,6 +1,12 @@
 // One contract, two engines: the same suite runs against MemoryEngine and RedisEngine (real redis-server).
 import { pino } from 'pino';
-import type { BusMessage, Engine, Revocation, StreamRef } from '../../services/gateway/src/engine/engine';
+import type {
+  Activity,
+  BusMessage,
+  Engine,
+  Revocation,
+  StreamRef,
+} from '../../services/gateway/src/engine/engine';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
 import { eventTail } from '../../services/gateway/src/protocol/frames';
@@ -231,5 +237,54 @@ describe.each(makers)('%s engine', (_kind, make) => {
     await append(other, 'marker');
     await until('marker', () => received.length === 1);
     expect(received[0]![0]).toBe(engine.channel(other));
+  });
+
+  test('activity: a user online at the first connection and offline at the last; a room occupied by its first user and vacated by its last', async () => {
+    const seen: Activity[] = [];
+    engine.onActivity((a) => seen.push(a));
+    const user = `user-${++seq}`;
+    const r = `room-${++seq}`;
+    await engine.connectionAdd(user, 'c1', {});
+    await engine.connectionAdd(user, 'c2', {});
+    await engine.connectionAdd(user, 'c2', {}); // again: no transition
+    await engine.connectionRemove(user, 'c1');
+    await engine.connectionRemove(user, 'c1'); // already gone: no transition
+    await engine.connectionRemove(user, 'c2');
+    await engine.presenceAdd(r, 'ann');
+    await engine.presenceAdd(r, 'ben');
+    await engine.presenceRemove(r, 'ann');
+    await engine.presenceRemove(r, 'ben');
+    expect(seen).toEqual([
+      { type: 'user.online', user },
+      { type: 'user.offline', user },
+      { type: 'room.occupied', room: r },
+      { type: 'room.vacated', room: r },
+    ]);
+  });
+
+  test('webhook queue: each entry to one consumer until acked; an entry idle past claimIdleMs goes to another; retention bounds it', async () => {
+    const q = engine.webhookQueue(1000);
+    // Drain anything an earlier test of this engine left.
+    await q.ack((await q.read('drain', 10_000, 0)).map((e) => e.entry));
+    for (let i = 0; i < 3; i++) await q.append(`{"n":${i}}`);
+    const a = await q.read('node-a', 2, 60_000);
+    expect(a.map((e) => e.payload)).toEqual(['{"n":0}', '{"n":1}']);
+    const b = await q.read('node-b', 10, 60_000);
+    expect(b.map((e) => e.payload)).toEqual(['{"n":2}']);
+    await q.ack([b[0]!.entry, a[1]!.entry]);
+    expect(await q.read('node-b', 10, 60_000)).toEqual([]);
+    // node-a "crashed" holding n0: after claimIdleMs node-b gets it; a touch keeps it from being claimed.
+    await q.touch('node-a', [a[0]!.entry]);
+    expect(await q.read('node-b', 10, 60_000)).toEqual([]);
+    await until('n0 claimable', async () => (await q.read('node-b', 10, 20)).length === 1, 5000);
+    await q.ack([a[0]!.entry]);
+    expect(await q.read('node-c', 10, 0)).toEqual([]);
+    // Retention: beyond it the oldest entries go, handed out or not.
+    const small = engine.webhookQueue(100);
+    for (let i = 0; i < 105; i++) await small.append(`{"r":${i}}`);
+    const all = await small.read('node-d', 1000, 60_000);
+    expect(all.length).toBe(100);
+    expect(all[0]!.payload).toBe('{"r":5}');
+    await small.ack(all.map((e) => e.entry));
   });
 });

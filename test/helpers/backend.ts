@@ -11,6 +11,9 @@ export interface BackendRequest {
   raw: string;
   json: Record<string, unknown>;
   at: number;
+  socket: Socket;
+  /** The status written back, once written on a live socket (undefined: not answered, or the caller was gone). */
+  answered?: number;
 }
 
 /** What to answer: a JSON value (200), or a full answer; 'destroy' drops the socket without a reply. */
@@ -58,12 +61,14 @@ export async function startBackend(handler: Handler = () => ({ allow: true })): 
         raw: text,
         json,
         at: Date.now(),
+        socket: req.socket,
       };
       requests.push(r);
       inflight++;
       void Promise.resolve(current(r))
         .then((answer) => {
           if (answer === 'destroy') return void req.socket.destroy();
+          if (req.socket.destroyed) return;
           if (
             typeof answer === 'object' &&
             answer !== null &&
@@ -73,8 +78,10 @@ export async function startBackend(handler: Handler = () => ({ allow: true })): 
           ) {
             const a = answer as { status: number; body: string };
             res.writeHead(a.status, { 'content-type': 'application/json' }).end(a.body);
+            r.answered = a.status;
           } else {
             res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+            r.answered = 200;
           }
         })
         .catch(() => req.socket.destroy())

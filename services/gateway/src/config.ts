@@ -172,7 +172,7 @@ const ENV = {
   WEBHOOK_MESSAGE_ROOMS: { def: '', parse: list },
   WEBHOOK_TIMEOUT_MS: { def: '5000', parse: int('WEBHOOK_TIMEOUT_MS', 10, 120000) },
   WEBHOOK_CONCURRENCY: { def: '16', parse: int('WEBHOOK_CONCURRENCY', 1, 10000) },
-  WEBHOOK_RETRY_MAX_MS: { def: '30000', parse: int('WEBHOOK_RETRY_MAX_MS', 100, 3600000) },
+  WEBHOOK_RETRY_MAX_MS: { def: '20000', parse: int('WEBHOOK_RETRY_MAX_MS', 100, 3600000) },
   WEBHOOK_CLAIM_IDLE_MS: { def: '30000', parse: int('WEBHOOK_CLAIM_IDLE_MS', 1000, 3600000) },
   WEBHOOK_MAX_AGE_S: { def: '86400', parse: int('WEBHOOK_MAX_AGE_S', 60, 31536000) },
   WEBHOOK_RETENTION: { def: '100000', parse: int('WEBHOOK_RETENTION', 100, 100000000) },
@@ -337,6 +337,14 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
   const webhookSecret = read(env, 'WEBHOOK_SECRET');
   if (webhookUrl !== undefined && (webhookSecret === undefined || webhookSecret.length < 16))
     throw new ConfigError('WEBHOOK_URL needs WEBHOOK_SECRET (at least 16 characters) to sign deliveries');
+  if (
+    webhookUrl !== undefined &&
+    read(env, 'WEBHOOK_TIMEOUT_MS')! + read(env, 'WEBHOOK_RETRY_MAX_MS')! >=
+      read(env, 'WEBHOOK_CLAIM_IDLE_MS')!
+  )
+    throw new ConfigError(
+      'WEBHOOK_TIMEOUT_MS + WEBHOOK_RETRY_MAX_MS must be below WEBHOOK_CLAIM_IDLE_MS (a retrying node must touch its events before another node may claim them)',
+    );
   const hookSecret = read(env, 'HOOK_SECRET');
   if (hookSecret !== undefined && hookSecret.length < 16)
     throw new ConfigError('HOOK_SECRET must be at least 16 characters');

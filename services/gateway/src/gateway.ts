@@ -76,6 +76,8 @@ export class Gateway {
     private readonly stats: Stats,
     private readonly log: Logger,
     private readonly hooks: Hooks = { close: async () => undefined },
+    /** Told about every room message stored (not a duplicate), from a client or the server API. */
+    private readonly onRoomMessage?: (room: string, message: Record<string, unknown>) => void,
   ) {}
 
   get clients(): Iterable<Client> {
@@ -389,6 +391,15 @@ export class Gateway {
       dedup: key ? { scope: from, key } : undefined,
       skip,
     });
+    if (this.onRoomMessage && ref.kind === 'room' && !result.duplicate)
+      this.onRoomMessage(ref.name, {
+        id: result.id,
+        offset: result.offset,
+        epoch: result.epoch,
+        from,
+        ts: result.ts,
+        body: JSON.parse(body) as unknown,
+      });
     return {
       id: result.id,
       offset: result.offset,

@@ -12,6 +12,7 @@ import { createMetrics, Stats } from './metrics';
 import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/tokens';
 import { RoomPattern } from './auth/room-pattern';
 import { createHooks } from './hooks/hooks';
+import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
 import { createRoutes } from './http/routes';
 import { UwsTransport, type UpgradeInfo } from './transport/uws-server';
 
@@ -121,7 +122,34 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   );
   /** No JWT key and a connect hook: the backend authenticates every connection. */
   const backendAuth = !config.jwt.secret && !config.jwt.publicKey && hooks.connect !== undefined;
-  const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log, hooks);
+  let webhooks: { recorder: WebhookRecorder; sender: WebhookSender } | undefined;
+  if (config.webhooks) {
+    const queue = engine.webhookQueue(config.webhooks.retention);
+    const observer: WebhookObserver = {
+      recorded: (type) => metrics.webhooksRecorded.inc({ type }),
+      attempt: (result, seconds) => {
+        metrics.webhookDeliveries.inc({ result });
+        if (result !== 'expired') metrics.webhookDuration.observe(seconds);
+      },
+    };
+    webhooks = {
+      recorder: new WebhookRecorder(config.webhooks, queue, config.nodeId, observer, log),
+      sender: new WebhookSender(config.webhooks, queue, config.nodeId, observer, log),
+    };
+    const recorder = webhooks.recorder;
+    engine.onActivity((activity) => recorder.activity(activity));
+  }
+  const gateway = new Gateway(
+    config,
+    engine,
+    hub,
+    verifier,
+    metrics,
+    stats,
+    log,
+    hooks,
+    webhooks && ((room, message) => webhooks!.recorder.message(room, message)),
+  );
   engine.onRevoked((r) => gateway.closeRevoked(r));
   const ipLimiter = new IpLimiter(config.limits.connRatePerIp);
 
@@ -253,6 +281,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   await engine.start();
   if (!engine.ready()) log.warn('engine not reachable yet; /readyz answers 503 until it is');
   const port = await transport.listen();
+  webhooks?.sender.start();
 
   const heartbeatMs = Math.max(250, Math.floor(config.presenceTtlMs / 4));
   const local = () => hub.localState(gateway.clients);
@@ -281,6 +310,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     await engine
       .removeNode()
       .catch((err: Error) => log.warn({ err: err.message }, 'removing node entries failed'));
+    // After removeNode: the offline and vacated events it recorded may still go out from here.
+    await webhooks?.sender.stop();
     await engine.stop();
     await hooks.close();
     log.info('drained');

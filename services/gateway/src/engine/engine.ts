@@ -79,6 +79,34 @@ export function revokes(r: Revocation, t: TokenRef): boolean {
   return t.user === r.user && (t.issuedAt === undefined || t.issuedAt < r.issuedBefore);
 }
 
+/**
+ * A transition the engine observed atomically in its shared state (the Redis scripts' results, or the memory
+ * engine's maps): exactly one node observes each one, including the sweep of a crashed node's entries.
+ */
+export type Activity =
+  | { type: 'user.online' | 'user.offline'; user: string }
+  | { type: 'room.occupied' | 'room.vacated'; room: string };
+
+/** One recorded webhook event awaiting delivery: `entry` is its queue position, `payload` its JSON text. */
+export interface QueuedWebhook {
+  entry: string;
+  payload: string;
+}
+
+/**
+ * The cluster-wide webhook queue (a Redis stream with a consumer group, or an in-process list): an event appended
+ * once is handed to one consumer at a time until acked; an entry a consumer has not touched for `claimIdleMs`
+ * (it crashed) is handed to another. At most `retention` entries are kept: beyond that the oldest go, acked or not.
+ */
+export interface WebhookQueue {
+  append(payload: string): Promise<void>;
+  /** Entries idle for claimIdleMs (another consumer's, abandoned) first, then new ones; at most `count`. */
+  read(consumer: string, count: number, claimIdleMs: number): Promise<QueuedWebhook[]>;
+  /** Resets the idle time of entries this consumer still works on, so that nobody else claims them. */
+  touch(consumer: string, entries: string[]): Promise<void>;
+  ack(entries: string[]): Promise<void>;
+}
+
 export interface Engine {
   readonly kind: 'memory' | 'redis';
   start(): Promise<void>;
@@ -164,6 +192,11 @@ export interface Engine {
   heartbeat(local: () => LocalState): Promise<void>;
   /** Removes every entry this node holds (graceful shutdown). */
   removeNode(): Promise<void>;
+
+  /** Called with each transition this node observed (for webhooks). Set once; must not throw. */
+  onActivity(handler: (activity: Activity) => void): void;
+  /** The webhook queue, on the engine's storage (Redis: the cluster's one stream; memory: a new in-process list). */
+  webhookQueue(retention: number): WebhookQueue;
 }
 
 export class UnavailableError extends Error {}

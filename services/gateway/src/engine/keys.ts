@@ -93,6 +93,10 @@ export class Keys {
   nodeIndex(node: string): string {
     return `${this.prefix}:node:${part(node)}:idx`;
   }
+  /** Stream of recorded webhook events, read by the consumer group `gateway`. */
+  webhooks(): string {
+    return `${this.prefix}:webhooks`;
+  }
   /** Claimed by the node that sweeps a dead node, so one does it. */
   sweepClaim(node: string): string {
     return `${this.prefix}:node:${part(node)}:sweep`;

@@ -1,5 +1,6 @@
 // Single-node engine: everything in this process, nothing survives a restart (a restart is a new epoch).
 import type {
+  Activity,
   AppendInput,
   AppendResult,
   BusHandler,
@@ -10,6 +11,8 @@ import type {
   StoredEvent,
   TokenRef,
   StreamRef,
+  WebhookQueue,
+  QueuedWebhook,
 } from './engine';
 import { Denylist } from './denylist';
 import { newEpoch } from './epoch';
@@ -42,8 +45,18 @@ export class MemoryEngine implements Engine {
   private readonly denylist = new Denylist();
   private revokedHandler: (r: Revocation) => void = () => {};
   private sweeper?: NodeJS.Timeout;
+  private activity: (a: Activity) => void = () => {};
 
   constructor(private readonly opts: MemoryEngineOptions) {}
+
+  onActivity(handler: (activity: Activity) => void): void {
+    this.activity = handler;
+  }
+
+  webhookQueue(retention: number): WebhookQueue {
+    // One per call: the composition root makes one and shares it between recorder and sender.
+    return new MemoryWebhookQueue(retention);
+  }
 
   async start(): Promise<void> {
     this.sweeper = setInterval(() => this.sweep(), 10_000).unref();
@@ -147,6 +160,7 @@ export class MemoryEngine implements Engine {
     if (!users.has(user)) {
       users.add(user);
       this.publish(`r:${room}`, { kind: 'presence', frame: presenceEvent(room, 'join', user) });
+      if (users.size === 1) this.activity({ type: 'room.occupied', room });
     }
     return [...users];
   }
@@ -156,6 +170,7 @@ export class MemoryEngine implements Engine {
     if (!users?.delete(user)) return;
     if (users.size === 0) this.rooms.delete(room);
     this.publish(`r:${room}`, { kind: 'presence', frame: presenceEvent(room, 'leave', user) });
+    if (users.size === 0) this.activity({ type: 'room.vacated', room });
   }
 
   async presence(room: string): Promise<string[]> {
@@ -165,7 +180,9 @@ export class MemoryEngine implements Engine {
   async connectionAdd(user: string, connId: string): Promise<void> {
     let set = this.conns.get(user);
     if (!set) this.conns.set(user, (set = new Set()));
+    if (set.has(connId)) return;
     set.add(connId);
+    if (set.size === 1) this.activity({ type: 'user.online', user });
   }
 
   async connectionReserve(user: string, connId: string, limit: number): Promise<boolean> {
@@ -176,8 +193,11 @@ export class MemoryEngine implements Engine {
 
   async connectionRemove(user: string, connId: string): Promise<void> {
     const set = this.conns.get(user);
-    set?.delete(connId);
-    if (set?.size === 0) this.conns.delete(user);
+    if (!set?.delete(connId)) return;
+    if (set.size === 0) {
+      this.conns.delete(user);
+      this.activity({ type: 'user.offline', user });
+    }
   }
 
   async connectionCount(user: string): Promise<number> {
@@ -221,5 +241,51 @@ export class MemoryEngine implements Engine {
     const window = Math.floor(now / 1000);
     for (const [k, v] of this.rates) if (v.window < window) this.rates.delete(k);
     this.denylist.prune(now);
+  }
+}
+
+/** The webhook queue in this process: the same hand-out, idle claim and retention rules as the Redis stream. */
+class MemoryWebhookQueue implements WebhookQueue {
+  private seq = 0;
+  /** entry -> payload and who holds it since when; insertion order = append order. */
+  private readonly entries = new Map<string, { payload: string; consumer?: string; touched: number }>();
+
+  constructor(private readonly retention: number) {}
+
+  async append(payload: string): Promise<void> {
+    this.entries.set(`${Date.now()}-${this.seq++}`, { payload, touched: 0 });
+    while (this.entries.size > this.retention) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  async read(consumer: string, count: number, claimIdleMs: number): Promise<QueuedWebhook[]> {
+    const now = Date.now();
+    const out: QueuedWebhook[] = [];
+    for (const pass of ['idle', 'new'] as const)
+      for (const [entry, e] of this.entries) {
+        if (out.length >= count) return out;
+        const take =
+          pass === 'new'
+            ? e.consumer === undefined
+            : e.consumer !== undefined && now - e.touched >= claimIdleMs;
+        if (!take) continue;
+        e.consumer = consumer;
+        e.touched = now;
+        out.push({ entry, payload: e.payload });
+      }
+    return out;
+  }
+
+  async touch(consumer: string, entries: string[]): Promise<void> {
+    for (const entry of entries) {
+      const e = this.entries.get(entry);
+      if (e) {
+        e.consumer = consumer;
+        e.touched = Date.now();
+      }
+    }
+  }
+
+  async ack(entries: string[]): Promise<void> {
+    for (const entry of entries) this.entries.delete(entry);
   }
 }

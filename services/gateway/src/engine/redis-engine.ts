@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type {
+  Activity,
   AppendInput,
   AppendResult,
   BusHandler,
@@ -17,9 +18,11 @@ import type {
   StoredEvent,
   StreamRef,
   TokenRef,
+  WebhookQueue,
 } from './engine';
 import { UnavailableError } from './engine';
 import { Denylist } from './denylist';
+import { RedisWebhookQueue } from './redis-webhook-queue';
 import { newEpoch } from './epoch';
 import { Keys } from './keys';
 import {
@@ -77,8 +80,8 @@ type AppendReply = [number, number | string, string?];
 type Scripted = (Redis | Cluster) & {
   rcAppend(...args: (string | number)[]): Promise<AppendReply>;
   rcRead(...args: (string | number)[]): Promise<[string, string, [string, string[]][]]>;
-  rcPresence(...args: (string | number)[]): Promise<string[]>;
-  rcConnections(...args: (string | number)[]): Promise<number>;
+  rcPresence(...args: (string | number)[]): Promise<[string, string[]]>;
+  rcConnections(...args: (string | number)[]): Promise<[number, number]>;
   rcRate(...args: (string | number)[]): Promise<number>;
   rcRevoke(...args: (string | number)[]): Promise<number>;
 };
@@ -143,6 +146,7 @@ export class RedisEngine implements Engine {
   /** This process in the lease, the node index and every entry it writes (see RedisEngineOptions.instanceId). */
   readonly instance: string;
   private readonly probeTimeoutMs: number;
+  private activity: (a: Activity) => void = () => {};
   private pingOk = false;
   /** When the PING in flight was sent (performance.now()), or undefined when none is in flight. */
   private probeSince?: number;
@@ -595,8 +599,23 @@ export class RedisEngine implements Engine {
     return this.readMode(ref, 'before', before === undefined ? '' : String(before), limit);
   }
 
-  private presenceCall(mode: string, room: string, user: string, node = this.instance): Promise<string[]> {
-    return this.timed('presence', () =>
+  onActivity(handler: (activity: Activity) => void): void {
+    this.activity = handler;
+  }
+
+  webhookQueue(retention: number): WebhookQueue {
+    return new RedisWebhookQueue(this.redis, this.keys.webhooks(), retention, (command, run) =>
+      this.timed(command, run),
+    );
+  }
+
+  private async presenceCall(
+    mode: string,
+    room: string,
+    user: string,
+    node = this.instance,
+  ): Promise<string[]> {
+    const [transition, users] = await this.timed('presence', () =>
       this.redis.rcPresence(
         this.keys.presence(room),
         this.keys.presenceUsers(room),
@@ -609,6 +628,9 @@ export class RedisEngine implements Engine {
         this.publishCommand,
       ),
     );
+    if (transition === 'occupied' || transition === 'vacated')
+      this.activity({ type: transition === 'occupied' ? 'room.occupied' : 'room.vacated', room });
+    return users;
   }
 
   /** Records an entry this node wrote, so that a sweep can remove it if the node dies. */
@@ -636,14 +658,14 @@ export class RedisEngine implements Engine {
     return this.presenceCall('list', room, '');
   }
 
-  private connectionsCall(
+  private async connectionsCall(
     mode: string,
     user: string,
     connId: string,
     info = '',
     node = this.instance,
   ): Promise<number> {
-    return this.timed('connections', () =>
+    const [size, changed] = await this.timed('connections', () =>
       this.redis.rcConnections(
         this.keys.connections(user),
         this.keys.sessions(user),
@@ -654,6 +676,9 @@ export class RedisEngine implements Engine {
         info,
       ),
     );
+    if (changed === 1 && mode === 'add' && size === 1) this.activity({ type: 'user.online', user });
+    if (changed === 1 && mode === 'remove' && size === 0) this.activity({ type: 'user.offline', user });
+    return size;
   }
 
   async connectionAdd(user: string, connId: string, info: Record<string, unknown>): Promise<void> {
@@ -685,7 +710,11 @@ export class RedisEngine implements Engine {
       ),
       this.index('sadd', ['c', user, connId]),
     ]);
-    if (size >= 0) return true;
+    const [count, changed] = size;
+    if (count >= 0) {
+      if (changed === 1 && count === 1) this.activity({ type: 'user.online', user });
+      return true;
+    }
     this.index('srem', ['c', user, connId]).catch(() => undefined);
     return false;
   }

@@ -85,38 +85,47 @@ return {epoch, top, entries}
  * The zset holds "<user>|<node>" (score = when it was added); the hash counts, per user, the nodes that have the
  * user in the room. A user's first node publishes a join event, its last a leave event. Entries of a node that
  * died are removed by the node sweep (RedisEngine.sweep), which calls 'remove' with the dead node's id.
- * Returns the users present for 'add' and 'list'.
+ * Returns {transition, users}: transition is 'occupied' when this add made the room go from no user to one,
+ * 'vacated' when this remove left it without users, else ''; users are the users present ('add' and 'list').
  */
 export const PRESENCE = `
 local room, user, node, channel, pub = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
+local transition = ''
 local function event(kind, who)
   redis.call(pub, channel, 'p|{"type":"presence","room":' .. cjson.encode(room) .. ',"event":"' .. kind ..
     '","user":' .. cjson.encode(who) .. '}')
 end
 if ARGV[1] == 'add' then
   if redis.call('ZADD', KEYS[1], ARGV[5], user .. '|' .. node) == 1 then
-    if redis.call('HINCRBY', KEYS[2], user, 1) == 1 then event('join', user) end
+    if redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
+      event('join', user)
+      if redis.call('HLEN', KEYS[2]) == 1 then transition = 'occupied' end
+    end
   end
 elseif ARGV[1] == 'remove' then
   if redis.call('ZREM', KEYS[1], user .. '|' .. node) == 1 then
     if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
       redis.call('HDEL', KEYS[2], user)
       event('leave', user)
+      if redis.call('HLEN', KEYS[2]) == 0 then transition = 'vacated' end
     end
   end
 end
-if ARGV[1] == 'add' or ARGV[1] == 'list' then return redis.call('HKEYS', KEYS[2]) end
-return {}
+if ARGV[1] == 'add' or ARGV[1] == 'list' then return {transition, redis.call('HKEYS', KEYS[2])} end
+return {transition, {}}
 `;
 
 /**
  * KEYS: connections zset, sessions hash.  ARGV: mode ('add'|'remove'|'reserve'), node, conn, now_ms,
  * session_json, and for 'reserve': limit, dead nodes (space-separated).
- * The zset holds "<node>|<connection>"; the hash connection -> session JSON. Returns the zset's size; 'reserve'
- * adds like 'add' only while fewer than `limit` entries of live nodes are held, else returns -1.
+ * The zset holds "<node>|<connection>"; the hash connection -> session JSON. Returns {size, changed}: the zset's
+ * size after the call, and 1 when this call added or removed the member ('reserve' adds like 'add' only while
+ * fewer than `limit` entries of live nodes are held, else returns {-1, 0}). changed = 1 with size 1 after an add
+ * is the user's first connection in the cluster; changed = 1 with size 0 after a remove, its last.
  */
 export const CONNECTIONS = `
 local member = ARGV[2] .. '|' .. ARGV[3]
+local changed = 0
 if ARGV[1] == 'reserve' then
   local dead = {}
   for n in string.gmatch(ARGV[7] or '', '%S+') do dead[n] = true end
@@ -124,17 +133,17 @@ if ARGV[1] == 'reserve' then
   for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     if not dead[string.match(m, '^(.*)|')] then live = live + 1 end
   end
-  if live >= tonumber(ARGV[6]) then return -1 end
-  redis.call('ZADD', KEYS[1], ARGV[4], member)
+  if live >= tonumber(ARGV[6]) then return {-1, 0} end
+  changed = redis.call('ZADD', KEYS[1], ARGV[4], member)
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 elseif ARGV[1] == 'add' then
-  redis.call('ZADD', KEYS[1], ARGV[4], member)
+  changed = redis.call('ZADD', KEYS[1], ARGV[4], member)
   redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 elseif ARGV[1] == 'remove' then
-  redis.call('ZREM', KEYS[1], member)
+  changed = redis.call('ZREM', KEYS[1], member)
   redis.call('HDEL', KEYS[2], ARGV[3])
 end
-return redis.call('ZCARD', KEYS[1])
+return {redis.call('ZCARD', KEYS[1]), changed}
 `;
 
 /** KEYS: counter.  ARGV: limit per second.  Returns 0 or the ms until the window resets. */
