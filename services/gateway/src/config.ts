@@ -130,6 +130,7 @@ const ENV = {
   REVOCATION_TTL_S: { def: undefined, parse: int('REVOCATION_TTL_S', 60, 31536000) },
   MAX_CONNECTIONS_PER_USER: { def: '100', parse: int('MAX_CONNECTIONS_PER_USER', 0, 1000000) },
   API_KEY: { def: undefined, parse: (s: string) => s },
+  API_BATCH_MAX: { def: '100', parse: int('API_BATCH_MAX', 1, 10000) },
   ALLOWED_ORIGINS: { def: '', parse: list },
   MAX_MESSAGE_BYTES: { def: '16384', parse: int('MAX_MESSAGE_BYTES', 64, 1048576) },
   MAX_FRAME_BYTES: { def: '65536', parse: int('MAX_FRAME_BYTES', 1024, 16777216) },
@@ -231,6 +232,8 @@ export interface Config {
    */
   revocationTtlS: number;
   apiKey?: string;
+  /** Commands per POST /api/batch. */
+  apiBatchMax: number;
   allowedOrigins: string[];
   limits: {
     maxMessageBytes: number;
@@ -386,6 +389,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     },
     revocationTtlS: revocationTtlS ?? (maxLifetimeS > 0 ? maxLifetimeS : 86400),
     apiKey: read(env, 'API_KEY'),
+    apiBatchMax: read(env, 'API_BATCH_MAX')!,
     allowedOrigins: read(env, 'ALLOWED_ORIGINS') ?? [],
     limits: {
       maxMessageBytes,

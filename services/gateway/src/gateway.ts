@@ -9,10 +9,11 @@ import type { Logger } from './logger';
 import type { Metrics, Stats } from './metrics';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
 import { ExpiryQueue } from './auth/expiry-queue';
-import { parseCommand, FrameError, validRoom, type Command } from './protocol/commands';
+import { parseCommand, FrameError, MAX_USER_LENGTH, validRoom, type Command } from './protocol/commands';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply } from './protocol/frames';
 import type { Hooks } from './hooks/hooks';
+import { isWellFormed } from './protocol/unicode';
 
 /** Token bucket for commands per second on one connection. */
 class Bucket {
@@ -270,10 +271,12 @@ export class Gateway {
     session: Session,
     room: string,
     since?: { offset: number; epoch?: string },
+    byServer = false,
   ): Promise<Record<string | symbol, unknown>> {
     const { client } = session;
-    this.checkRoom(session, room);
-    if (this.hooks.join && !client.rooms.has(room)) {
+    // A join by the server API is trusted: neither the rooms limits nor the join hook apply.
+    if (!byServer) this.checkRoom(session, room);
+    if (!byServer && this.hooks.join && !client.rooms.has(room)) {
       const decision = await this.hooks.join({ user: client.user, room, conn: client.id });
       if (decision.kind === 'deny') throw new ProtocolError('forbidden', decision.reason);
       if (decision.kind === 'unavailable')
@@ -544,28 +547,89 @@ export class Gateway {
       }
   }
 
-  /** Server API publish: the same store-then-fan-out as a client publish, from `from` (default "server"). */
-  async apiPublish(
-    room: string,
-    body: unknown,
+  /**
+   * Server API join/leave, on this node: every local connection of the user joins (or leaves) the room and is told
+   * with a `joined` (`left`) event. Connections that are already members, or at MAX_ROOMS_PER_CONNECTION, are
+   * left as they are.
+   */
+  roomForUser(user: string, kind: 'join' | 'leave', room: string): void {
+    for (const [client, session] of this.sessions) {
+      if (client.user !== user || client.closed) continue;
+      if (kind === 'leave') {
+        if (!client.rooms.has(room)) continue;
+        this.leaveRoom(client, room);
+        this.send(client, JSON.stringify({ type: 'left', rooms: [room], reason: 'server' }), 'left');
+        continue;
+      }
+      if (client.rooms.has(room)) continue;
+      this.join(session, room, undefined, true).then(
+        (fields) => {
+          const { room: r, presence, offset, epoch } = fields as Record<string, unknown>;
+          this.send(
+            client,
+            JSON.stringify({ type: 'joined', room: r, by: 'server', presence, offset, epoch }),
+            'joined',
+          );
+          (fields[AFTER_REPLY] as (() => void) | undefined)?.();
+        },
+        (err: Error) =>
+          this.log.info({ conn: client.id, room, err: err.message }, 'server-side join not applied'),
+      );
+    }
+  }
+
+  /** Server API validation: the socket command's own parser and limits, so both answer the same errors. */
+  validate(command: Record<string, unknown>): Command {
+    return parseCommand(JSON.stringify({ ...command, id: 0 }), this.config.limits);
+  }
+
+  validUser(user: unknown, field = 'user'): string {
+    if (typeof user !== 'string' || user.length === 0 || user.length > MAX_USER_LENGTH || !isWellFormed(user))
+      throw new ProtocolError('bad_request', `${field} must be a user id of 1-${MAX_USER_LENGTH} characters`);
+    return user;
+  }
+
+  /** Server API DM, as `from` (a user: its other connections get the sender's copy) or as "server". */
+  async apiDm(
+    to: string,
+    body: string,
     key: string | undefined,
     from: string,
   ): Promise<Record<string, unknown>> {
-    if (!validRoom(room, this.config.limits.maxRoomNameLength))
-      throw new ProtocolError('bad_request', 'invalid room name');
-    if (body === undefined) throw new ProtocolError('bad_request', 'body is required');
-    const json = JSON.stringify(body);
-    if (Buffer.byteLength(json) > this.config.limits.maxMessageBytes)
-      throw new ProtocolError('too_large', `body exceeds ${this.config.limits.maxMessageBytes} bytes`);
-    if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 64))
-      throw new ProtocolError('bad_request', 'key must be a string of 1-64 characters');
-    return this.store({ kind: 'room', name: room }, 'message', from, { room }, json, key);
+    const reply = await this.store({ kind: 'inbox', name: to }, 'dm', from, { to }, body, key);
+    if (from !== 'server' && from !== to && !reply.duplicate) {
+      await this.engine.append(
+        { kind: 'inbox', name: from },
+        {
+          type: 'dm',
+          id: reply.id as string,
+          ts: reply.ts as number,
+          tail: eventTail({ id: reply.id as string, from, to, ts: reply.ts as number }, body),
+        },
+      );
+    }
+    const delivered = await this.engine.connectionCount(to);
+    return { ...reply, delivered, live: delivered > 0, stored: true };
   }
 
-  async apiPresence(room: string): Promise<string[]> {
-    if (!validRoom(room, this.config.limits.maxRoomNameLength))
-      throw new ProtocolError('bad_request', 'invalid room name');
-    return this.engine.presence(room);
+  async apiHistory(room: string, limit: number, before?: number): Promise<Record<string, unknown>> {
+    const page = await this.engine.readBefore({ kind: 'room', name: room }, before, limit);
+    return {
+      room,
+      offset: page.top,
+      epoch: page.epoch,
+      messages: page.events.map((e) => JSON.parse(e.frame) as unknown),
+    };
+  }
+
+  /** Server API publish (validated JSON body text): the same store-then-fan-out as a client publish. */
+  async apiPublish(
+    room: string,
+    body: string,
+    key: string | undefined,
+    from: string,
+  ): Promise<Record<string, unknown>> {
+    return this.store({ kind: 'room', name: room }, 'message', from, { room }, body, key);
   }
 
   /** Drain: tell every client to reconnect elsewhere and close it with 1001. */

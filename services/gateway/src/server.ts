@@ -103,6 +103,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       backpressure: () => metrics.backpressure.inc(),
       delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
       disconnectUser: (user) => gateway.disconnectUser(user),
+      roomForUser: (user, kind, room) => gateway.roomForUser(user, kind, room),
     },
     log,
   );
@@ -160,12 +161,21 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       ? (user, rooms, ttl) => mintDevToken(config.jwt.secret!, user, rooms, ttl)
       : undefined,
     roomPatternCaps: { count: config.jwt.maxRoomPatterns, length: config.jwt.maxRoomPatternLength },
-    revocationTtlS: config.revocationTtlS,
-    revoke: (r) => engine.revoke(r),
     apiKey: config.apiKey,
-    publish: (room, body, key, from) => gateway.apiPublish(room, body, key, from),
-    presence: (room) => gateway.apiPresence(room),
-    disconnect: (user) => engine.disconnectUser(user),
+    api: {
+      validate: (command) => gateway.validate(command),
+      validUser: (user, field) => gateway.validUser(user, field),
+      publish: (room, body, key, from) => gateway.apiPublish(room, body, key, from),
+      dm: (to, body, key, from) => gateway.apiDm(to, body, key, from),
+      history: (room, limit, before) => gateway.apiHistory(room, limit, before),
+      presence: (room) => engine.presence(room),
+      connections: (user) => engine.connections(user),
+      disconnect: (user) => engine.disconnectUser(user),
+      roomForUser: (user, kind, room) => engine.roomForUser(user, kind, room),
+      batchMax: config.apiBatchMax,
+      revocationTtlS: config.revocationTtlS,
+      revoke: (r) => engine.revoke(r),
+    },
     staticDir: config.staticDir,
   });
 

@@ -46,7 +46,9 @@ export interface ReadResult {
 export type BusMessage =
   | { kind: 'event'; offset: number; epoch: string; ts: number; skip: string; frame: string | Uint8Array }
   | { kind: 'presence'; frame: string | Uint8Array }
-  | { kind: 'disconnect' };
+  | { kind: 'disconnect' }
+  /** Server-side join/leave: every local connection of the user (the stream is its inbox) joins or leaves. */
+  | { kind: 'join' | 'leave'; room: string };
 
 export type BusHandler = (channel: string, message: BusMessage) => void;
 
@@ -163,6 +165,10 @@ export interface Engine {
   connectionCount(user: string): Promise<number>;
   /** Asks every node to close the user's connections. */
   disconnectUser(user: string): Promise<void>;
+  /** Asks every node to make the user's connections join or leave `room` (server API). */
+  roomForUser(user: string, kind: 'join' | 'leave', room: string): Promise<void>;
+  /** The user's live connections across all nodes, with what connectionAdd recorded for each. */
+  connections(user: string): Promise<{ id: string; info: Record<string, unknown> }[]>;
 
   /**
    * Stores a revocation for every node until r.expiresAt and tells every node (onRevoked), this one included,

@@ -40,7 +40,7 @@ export class MemoryEngine implements Engine {
   private readonly streams = new Map<string, Stream>();
   private readonly dedup = new Map<string, { result: AppendResult; expiresAt: number }>();
   private readonly rooms = new Map<string, Set<string>>();
-  private readonly conns = new Map<string, Set<string>>();
+  private readonly conns = new Map<string, Map<string, Record<string, unknown>>>();
   private readonly rates = new Map<string, { window: number; count: number }>();
   private readonly denylist = new Denylist();
   private revokedHandler: (r: Revocation) => void = () => {};
@@ -177,17 +177,22 @@ export class MemoryEngine implements Engine {
     return [...(this.rooms.get(room) ?? [])];
   }
 
-  async connectionAdd(user: string, connId: string): Promise<void> {
+  async connectionAdd(user: string, connId: string, info: Record<string, unknown>): Promise<void> {
     let set = this.conns.get(user);
-    if (!set) this.conns.set(user, (set = new Set()));
+    if (!set) this.conns.set(user, (set = new Map()));
     if (set.has(connId)) return;
-    set.add(connId);
+    set.set(connId, info);
     if (set.size === 1) this.activity({ type: 'user.online', user });
   }
 
-  async connectionReserve(user: string, connId: string, limit: number): Promise<boolean> {
+  async connectionReserve(
+    user: string,
+    connId: string,
+    limit: number,
+    info: Record<string, unknown>,
+  ): Promise<boolean> {
     if ((this.conns.get(user)?.size ?? 0) >= limit) return false;
-    await this.connectionAdd(user, connId);
+    await this.connectionAdd(user, connId, info);
     return true;
   }
 
@@ -219,6 +224,14 @@ export class MemoryEngine implements Engine {
 
   onRevoked(handler: (r: Revocation) => void): void {
     this.revokedHandler = handler;
+  }
+
+  async roomForUser(user: string, kind: 'join' | 'leave', room: string): Promise<void> {
+    this.publish(`u:${user}`, { kind, room });
+  }
+
+  async connections(user: string): Promise<{ id: string; info: Record<string, unknown> }[]> {
+    return [...(this.conns.get(user) ?? [])].map(([id, info]) => ({ id, info }));
   }
 
   async userRate(user: string, perSecond: number): Promise<number> {

@@ -88,11 +88,13 @@ type Scripted = (Redis | Cluster) & {
 
 const PIPE = 0x7c; // '|'
 
-/** Parses a bus payload: e|offset|epoch|ts|skip|frame, p|frame or c|disconnect. */
+/** Parses a bus payload: e|offset|epoch|ts|skip|frame, p|frame, c|disconnect, j|room or l|room. */
 export function parseBusPayload(buf: Buffer): BusMessage | undefined {
   const kind = buf[0];
   if (kind === 0x70 /* p */) return { kind: 'presence', frame: buf.subarray(2) };
   if (kind === 0x63 /* c */) return { kind: 'disconnect' };
+  if (kind === 0x6a /* j */) return { kind: 'join', room: buf.toString('utf8', 2) };
+  if (kind === 0x6c /* l */) return { kind: 'leave', room: buf.toString('utf8', 2) };
   if (kind !== 0x65 /* e */) return undefined;
   const a = buf.indexOf(PIPE, 2);
   const b = a < 0 ? -1 : buf.indexOf(PIPE, a + 1);
@@ -743,6 +745,36 @@ export class RedisEngine implements Engine {
     await this.timed('publish', () =>
       this.redis.call(this.publishCommand, this.keys.channel({ kind: 'inbox', name: user }), 'c|disconnect'),
     );
+  }
+
+  async roomForUser(user: string, kind: 'join' | 'leave', room: string): Promise<void> {
+    await this.timed('publish', () =>
+      this.redis.call(
+        this.publishCommand,
+        this.keys.channel({ kind: 'inbox', name: user }),
+        `${kind === 'join' ? 'j' : 'l'}|${room}`,
+      ),
+    );
+  }
+
+  async connections(user: string): Promise<{ id: string; info: Record<string, unknown> }[]> {
+    const members = await this.timed('connections', () =>
+      this.redis.zrange(this.keys.connections(user), 0, -1),
+    );
+    const ids = members
+      .filter((m) => !this.deadNodes.has(m.slice(0, m.lastIndexOf('|'))))
+      .map((m) => m.slice(m.lastIndexOf('|') + 1));
+    if (ids.length === 0) return [];
+    const infos = await this.timed('connections', () => this.redis.hmget(this.keys.sessions(user), ...ids));
+    return ids.map((id, i) => {
+      let info: Record<string, unknown> = {};
+      try {
+        info = JSON.parse(infos[i] ?? '{}') as Record<string, unknown>;
+      } catch {
+        // an unreadable entry: listed without details
+      }
+      return { id, info };
+    });
   }
 
   userRate(user: string, perSecond: number): Promise<number> {

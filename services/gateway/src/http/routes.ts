@@ -2,9 +2,8 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
-import { ProtocolError } from '../protocol/errors';
-import { UnavailableError, type Revocation } from '../engine/engine';
-import { isWellFormed } from '../protocol/unicode';
+import { apiErrorBody, errorOf, matchRoute, type ServerApi } from './api';
+import { openApiDocument } from './openapi';
 
 export interface HttpRequest {
   method: string;
@@ -27,31 +26,15 @@ export interface RouteDeps {
   /** Present only in dev mode. */
   mintToken?: (user: string, rooms: string[] | undefined, ttlS: number) => string;
   apiKey?: string;
-  publish(
-    room: string,
-    body: unknown,
-    key: string | undefined,
-    from: string,
-  ): Promise<Record<string, unknown>>;
-  presence(room: string): Promise<string[]>;
-  disconnect(user: string): Promise<void>;
   /** Caps on a token's `rooms` claim; /dev/token refuses to sign more. */
   roomPatternCaps: { count: number; length: number };
-  /** How long a revocation is kept when the call names no expiry. */
-  revocationTtlS: number;
-  revoke(r: Revocation): Promise<void>;
+  /** The server API (http/api.ts). */
+  api: ServerApi;
   staticDir?: string;
 }
 
-/** Longest a revocation may be kept (and the largest `ttl` a revoke call may ask for). */
-const MAX_REVOCATION_S = 31_536_000;
-
-const validUser = (u: unknown): u is string =>
-  typeof u === 'string' && u.length > 0 && u.length <= 256 && isWellFormed(u);
-
 const json = (status: number, value: unknown): HttpResponse => ({ status, body: JSON.stringify(value) });
-const apiError = (status: number, code: string, message: string) =>
-  json(status, { error: { code, message } });
+const apiError = (status: number, code: string, message: string) => json(status, apiErrorBody(code, message));
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -109,71 +92,27 @@ function keyMatches(header: string | undefined, apiKey: string): boolean {
 export function createRoutes(deps: RouteDeps): (req: HttpRequest) => Promise<HttpResponse> {
   const files = loadStatic(deps.staticDir);
 
+  const openapi = JSON.stringify(openApiDocument('1'));
+
+  /** The server API: the route table of http/api.ts. */
   const api = async (req: HttpRequest): Promise<HttpResponse> => {
+    if (req.method === 'GET' && req.path === '/api/openapi.json') return { status: 200, body: openapi };
     if (!deps.apiKey) return apiError(404, 'not_found', 'the server API is off (API_KEY unset)');
     if (!keyMatches(req.header('authorization'), deps.apiKey))
       return apiError(401, 'unauthorized', 'missing or wrong API key');
     try {
-      if (req.method === 'POST' && req.path === '/api/publish') {
+      const matched = matchRoute(req.method, req.path, req.query);
+      if (!matched) return apiError(404, 'not_found', 'no such API route');
+      let args = matched.params;
+      if (req.method === 'POST') {
         const b = parseJson(req.body);
-        if (!b || typeof b.room !== 'string')
-          return apiError(400, 'bad_request', 'expected a JSON object {"room": string, "body": any}');
-        if (
-          b.from !== undefined &&
-          (typeof b.from !== 'string' || b.from.length === 0 || b.from.length > 256)
-        )
-          return apiError(400, 'bad_request', 'from must be a string of 1-256 characters');
-        if (b.key !== undefined && typeof b.key !== 'string')
-          return apiError(400, 'bad_request', 'key must be a string of 1-64 characters');
-        return json(200, await deps.publish(b.room, b.body, b.key, b.from ?? 'server'));
+        if (!b) return apiError(400, 'bad_request', 'the body must be a JSON object');
+        args = { ...b, ...args };
       }
-      if (req.method === 'GET' && req.path.startsWith('/api/presence/')) {
-        let room: string;
-        try {
-          room = decodeURIComponent(req.path.slice('/api/presence/'.length));
-        } catch {
-          return apiError(400, 'bad_request', 'the room in the path is not valid percent-encoded UTF-8');
-        }
-        return json(200, { room, presence: await deps.presence(room) });
-      }
-      if (req.method === 'POST' && req.path === '/api/disconnect') {
-        const b = parseJson(req.body);
-        if (!b || !validUser(b.user))
-          return apiError(400, 'bad_request', 'expected a JSON object {"user": non-empty string}');
-        await deps.disconnect(b.user);
-        return json(200, { disconnected: true });
-      }
-      if (req.method === 'POST' && (req.path === '/api/revoke-token' || req.path === '/api/revoke-user')) {
-        const b = parseJson(req.body);
-        const now = Date.now();
-        if (b?.ttl !== undefined && !(Number.isInteger(b.ttl) && (b.ttl as number) >= 1))
-          return apiError(400, 'bad_request', 'ttl must be a positive integer (seconds)');
-        const ttlS = Math.min((b?.ttl as number | undefined) ?? deps.revocationTtlS, MAX_REVOCATION_S);
-        if (req.path === '/api/revoke-user') {
-          if (!b || !validUser(b.user)) return apiError(400, 'bad_request', 'expected {"user","ttl"?}');
-          // Every token with iat before the next second: the current second's tokens included.
-          const issuedBefore = Math.floor(now / 1000) + 1;
-          const expiresAt = now + ttlS * 1000;
-          await deps.revoke({ kind: 'user', user: b.user, issuedBefore, expiresAt });
-          return json(200, { revoked: true, user: b.user, issuedBefore, expiresAt });
-        }
-        if (!b || typeof b.jti !== 'string' || !validUser(b.jti))
-          return apiError(400, 'bad_request', 'expected {"jti","exp"?,"ttl"?}');
-        if (b.exp !== undefined && !(typeof b.exp === 'number' && Number.isFinite(b.exp)))
-          return apiError(400, 'bad_request', 'exp must be the token expiry in seconds since epoch');
-        const expiresAt =
-          b.exp !== undefined
-            ? Math.min((b.exp as number) * 1000, now + MAX_REVOCATION_S * 1000)
-            : now + ttlS * 1000;
-        // A token already expired is refused anyway: nothing to keep.
-        if (expiresAt > now) await deps.revoke({ kind: 'jti', jti: b.jti, expiresAt });
-        return json(200, { revoked: true, jti: b.jti, expiresAt });
-      }
-      return apiError(404, 'not_found', 'no such API route');
+      return json(200, await matched.route.run(deps.api, args));
     } catch (err) {
-      if (err instanceof ProtocolError)
-        return apiError(err.code === 'too_large' ? 413 : 400, err.code, err.message);
-      if (err instanceof UnavailableError) return apiError(503, 'unavailable', 'storage unavailable, retry');
+      const e = errorOf(err);
+      if (e) return json(e.status, e.body);
       throw err;
     }
   };

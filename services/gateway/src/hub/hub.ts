@@ -37,6 +37,8 @@ export interface HubEvents {
   backpressure(): void;
   delivered(latencySeconds: number): void;
   disconnectUser(user: string): void;
+  /** Server API join/leave for every local connection of the user. */
+  roomForUser(user: string, kind: 'join' | 'leave', room: string): void;
 }
 
 export class Hub {
@@ -198,6 +200,8 @@ export class Hub {
     if (message.kind === 'event') this.deliver(topic, message);
     else if (message.kind === 'presence') this.presenceChanged(topic, message.frame);
     else if (message.kind === 'disconnect') this.events.disconnectUser(topic.ref.name);
+    else if (message.kind === 'join' || message.kind === 'leave')
+      this.events.roomForUser(topic.ref.name, message.kind, message.room);
   }
 
   /** Collects one presence change of the room; the batch goes out when its window closes. */

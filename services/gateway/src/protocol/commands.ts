@@ -26,7 +26,7 @@ export interface Limits {
 }
 
 const ROOM_CHARS = /^[A-Za-z0-9_\-.:@]+$/;
-const MAX_USER_LENGTH = 256;
+export const MAX_USER_LENGTH = 256;
 const MAX_KEY_LENGTH = 64;
 
 /** A frame that failed before its id was known is answered with `re: null`. */
