@@ -60,7 +60,7 @@ export const GATEWAY_METRICS: Record<string, 'counter' | 'gauge' | 'histogram'> 
   gateway_hook_duration_seconds: 'histogram',
   gateway_webhooks_recorded_total: 'counter',
   gateway_webhook_deliveries_total: 'counter',
-  gateway_webhook_delivery_duration_seconds: 'histogram',
+  gateway_webhook_duration_seconds: 'histogram',
 };
 
 function seriesNames(name: string, type: string): string[] {

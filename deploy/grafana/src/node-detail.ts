@@ -196,7 +196,7 @@ export const nodeDetail = {
         timeseries({
           title: 'Hook and webhook latency p99',
           description:
-            'Backend answer time per hook, 99th and 50th percentile (gateway_hook_duration_seconds): it adds to every connect, join or publish that calls the hook. And the 99th percentile of webhook delivery attempts (gateway_webhook_delivery_duration_seconds).',
+            'Backend answer time per hook, 99th and 50th percentile (gateway_hook_duration_seconds): it adds to every connect, join or publish that calls the hook. And the 99th percentile of webhook delivery attempts (gateway_webhook_duration_seconds).',
           unit: 's',
           min: 0,
           w: 8,
@@ -210,7 +210,7 @@ export const nodeDetail = {
               legend: '{{node_id}} {{hook}} p50',
             },
             {
-              expr: `histogram_quantile(0.99, sum by (node_id, le) (rate(gateway_webhook_delivery_duration_seconds_bucket{${sel}}[$__rate_interval])))`,
+              expr: `histogram_quantile(0.99, sum by (node_id, le) (rate(gateway_webhook_duration_seconds_bucket{${sel}}[$__rate_interval])))`,
               legend: '{{node_id}} webhook p99',
             },
           ],

@@ -154,7 +154,7 @@ export function createMetrics(
       ['result'],
     ),
     webhookDuration: new client.Histogram({
-      name: 'gateway_webhook_delivery_duration_seconds',
+      name: 'gateway_webhook_duration_seconds',
       help: 'Webhook delivery attempt latency.',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
