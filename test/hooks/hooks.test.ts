@@ -12,11 +12,13 @@ import {
 } from '../helpers/backend';
 import { startGateway, token, TestClient, until, upgradeStatus, type GatewayProc } from '../helpers/harness';
 import { verify } from '../../services/gateway/src/hooks/signature';
+import { HttpHooks } from '../../services/gateway/src/hooks/hooks';
+import { pino } from 'pino';
 
 const HOOK_SECRET = 'hook-secret-0123456789';
 let backend: FakeBackend;
 const behaviour: Record<string, Handler> = {};
-let closed: GatewayProc; // fail closed (the default), connect timeout 1 s, join/publish 300 ms, 2 concurrent calls
+let closed: GatewayProc; // fail closed (the default), connect timeout 3 s, join/publish 1.5 s, 2 concurrent calls
 let open: GatewayProc; // fail open, join answers cached for a minute
 let backendAuth: GatewayProc; // no JWT key: the connect hook authenticates
 
@@ -35,9 +37,9 @@ function hookEnv(onFailure: 'open' | 'closed'): Record<string, string> {
     HOOK_CONNECT_ON_FAILURE: onFailure,
     HOOK_JOIN_ON_FAILURE: onFailure,
     HOOK_PUBLISH_ON_FAILURE: onFailure,
-    HOOK_CONNECT_TIMEOUT_MS: '1000',
-    HOOK_JOIN_TIMEOUT_MS: '300',
-    HOOK_PUBLISH_TIMEOUT_MS: '300',
+    HOOK_CONNECT_TIMEOUT_MS: '3000',
+    HOOK_JOIN_TIMEOUT_MS: '1500',
+    HOOK_PUBLISH_TIMEOUT_MS: '1500',
     HOOK_SECRET,
     MAX_MESSAGE_BYTES: '1024',
     MAX_FRAME_BYTES: '4096',
@@ -57,7 +59,7 @@ beforeAll(async () => {
     startGateway({
       JWT_SECRET: '',
       HOOK_CONNECT_URL: `${backend.url}/connect`,
-      HOOK_CONNECT_TIMEOUT_MS: '500',
+      HOOK_CONNECT_TIMEOUT_MS: '3000',
     }),
   ]);
 });
@@ -185,6 +187,7 @@ describe('connect hook without a JWT key (the backend authenticates)', () => {
     };
     const before = calls('connect').length;
     const ws = new WebSocket(`${backendAuth.wsUrl}?token=opaque-123`, {
+      handshakeTimeout: 10_000,
       headers: { cookie: 'session=s3cr3t', 'user-agent': 'test-agent/1', authorization: 'Session abc' },
     });
     const welcome = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -352,4 +355,53 @@ test('the latency histogram and call counters are exported per hook', async () =
     expect(text).toMatch(new RegExp(`gateway_hook_duration_seconds_count\\{.*hook="${hook}"`));
     expect(text).toMatch(new RegExp(`gateway_hook_calls_total\\{.*hook="${hook}".*outcome="allow"`));
   }
+});
+
+test('the join cache holds at most HOOK_JOIN_CACHE_SIZE answers: the oldest is dropped and asked again', async () => {
+  const seen: string[] = [];
+  behaviour.join = (r) => {
+    seen.push(String(r.json.room));
+    return { allow: true };
+  };
+  const hooks = new HttpHooks(
+    {
+      join: { url: `${backend.url}/join`, timeoutMs: 1000, onFailure: 'closed' },
+      maxConcurrency: 4,
+      maxResponseBytes: 4096,
+      joinCacheMs: 60_000,
+      joinCacheSize: 2,
+    },
+    'unit',
+    1024,
+    { call: () => undefined, error: () => undefined },
+    pino({ level: 'silent' }),
+  );
+  try {
+    for (const room of ['r1', 'r2', 'r3', 'r3', 'r2', 'r1'])
+      expect(await hooks.join!({ user: 'u', room, conn: 'c' })).toEqual({ kind: 'allow' });
+    // r1 was evicted by r3 (size 2); r2 and r3 were served from the cache.
+    expect(seen).toEqual(['r1', 'r2', 'r3', 'r1']);
+  } finally {
+    await hooks.close();
+  }
+});
+
+test.each([
+  [{ HOOK_CONNECT_URL: 'ftp://backend' }, 'HOOK_CONNECT_URL must be an http:// or https:// URL'],
+  [{ HOOK_JOIN_ON_FAILURE: 'maybe' }, 'HOOK_JOIN_ON_FAILURE must be one of closed, open'],
+  [{ HOOK_SECRET: 'short' }, 'HOOK_SECRET must be at least 16 characters'],
+  [{ WEBHOOK_URL: 'http://127.0.0.1:9/x' }, 'WEBHOOK_URL needs WEBHOOK_SECRET'],
+  [{ WEBHOOK_EVENTS: 'user.online,user.deleted' }, 'WEBHOOK_EVENTS must be a comma-separated subset'],
+  [
+    {
+      WEBHOOK_URL: 'http://127.0.0.1:9/x',
+      WEBHOOK_SECRET: 'webhook-secret-0123456789',
+      WEBHOOK_CLAIM_IDLE_MS: '1000',
+    },
+    'WEBHOOK_TIMEOUT_MS + WEBHOOK_RETRY_MAX_MS must be below WEBHOOK_CLAIM_IDLE_MS',
+  ],
+])('a bad hook or webhook setting %j stops the process, naming it', async (env, message) => {
+  const p = await startGateway(env as Record<string, string>, { waitReady: false });
+  expect(await p.exited).toBe(2);
+  expect(p.logs()).toContain(message);
 });

@@ -295,6 +295,8 @@ export interface WebhooksConfig {
 }
 
 export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> {
+  // Every variable that is set is checked, also those only read when another one is set (HOOK_JOIN_ON_FAILURE).
+  for (const name of ENV_NAMES) read(env, name);
   const production = read(env, 'NODE_ENV') === 'production';
   const secret = read(env, 'JWT_SECRET');
   const publicKey = read(env, 'JWT_PUBLIC_KEY');
