@@ -9,7 +9,7 @@ import type { Logger } from './logger';
 import type { Metrics, Stats } from './metrics';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
 import { ExpiryQueue } from './auth/expiry-queue';
-import { parseCommand, FrameError, MAX_USER_LENGTH, validRoom, type Command } from './protocol/commands';
+import { parseCommand, FrameError, MAX_USER_LENGTH, type Command } from './protocol/commands';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply } from './protocol/frames';
 import type { Hooks } from './hooks/hooks';
