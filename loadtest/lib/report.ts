@@ -208,6 +208,54 @@ export function tableRows(r: BenchResult): Row[] {
   return rows;
 }
 
+/**
+ * relaychat's own clients side by side: JSON and MessagePack on the same fanout and chat workloads, for the
+ * bytes each delivery takes on the wire and the server CPU it costs. Empty when no MessagePack run was made.
+ */
+export function encodingRows(r: BenchResult): Row[] {
+  const relay = r.systems.find((s) => s.system === 'relay');
+  if (!relay?.msgpack) return [];
+  const rows: Row[] = [['Figure', 'JSON clients', 'MessagePack clients', 'MessagePack vs JSON']];
+  const pair = (title: string, a: PhaseSummary | undefined, b: PhaseSummary | undefined) => {
+    if (!a && !b) return;
+    rows.push(
+      [
+        `${title}: delivered/s`,
+        num(a?.deliveredPerSec),
+        num(b?.deliveredPerSec),
+        ratio(b?.deliveredPerSec, a?.deliveredPerSec, 'higher'),
+      ],
+      [
+        '  bytes on the wire per delivery',
+        num(a?.wireBytesPerDelivery, 1),
+        num(b?.wireBytesPerDelivery, 1),
+        ratio(b?.wireBytesPerDelivery, a?.wireBytesPerDelivery, 'lower'),
+      ],
+      [
+        '  server CPU per delivery, µs',
+        num(a?.serverCpuUsPerDelivery, 2),
+        num(b?.serverCpuUsPerDelivery, 2),
+        ratio(b?.serverCpuUsPerDelivery, a?.serverCpuUsPerDelivery, 'lower'),
+      ],
+      [
+        '  latency p50 / p99, ms',
+        a ? `${ms(a.p50Ms)} / ${ms(a.p99Ms)}` : '—',
+        b ? `${ms(b.p50Ms)} / ${ms(b.p99Ms)}` : '—',
+        '',
+      ],
+    );
+  };
+  const rates = [...new Set(relay.fanout.map((p) => p.rate))].sort((x, y) => x - y);
+  for (const rate of rates)
+    pair(
+      `fanout ${num(rate)} msg/s`,
+      relay.fanout.find((p) => p.rate === rate),
+      relay.msgpack.fanout.find((p) => p.rate === rate),
+    );
+  pair('chat', relay.chat, relay.msgpack.chat);
+  return rows;
+}
+
 export function textTable(rows: Row[]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   const line = (r: Row) =>
