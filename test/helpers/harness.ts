@@ -262,9 +262,7 @@ export class TestClient {
       if (isBinary) this.binaryFrames++;
       else this.textFrames++;
       if (isBinary && encoding === 'json') return;
-      const f = (
-        isBinary ? msgpack.unpackr.unpack(data as Buffer) : JSON.parse(data.toString())
-      ) as Frame;
+      const f = (isBinary ? msgpack.unpackr.unpack(data as Buffer) : JSON.parse(data.toString())) as Frame;
       this.frames.push(f);
       this.waiters = this.waiters.filter((w) => {
         if (!w.pred(f)) return true;
