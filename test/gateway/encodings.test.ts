@@ -1,6 +1,7 @@
 // JSON and MessagePack clients on the same rooms across two nodes on a real Redis; the token carriers; hostile
 // MessagePack frames. Every frame a MessagePack client gets is decoded from a binary frame.
 import { readFileSync } from 'node:fs';
+import { Packr } from 'msgpackr';
 import {
   msgpack,
   startGateway,
@@ -227,9 +228,17 @@ describe('hostile MessagePack frames', () => {
       Buffer.concat([p({ id: 3, type: 'ping' }), hex('01')]),
       'not valid MessagePack',
     ],
-    ['an extension type', hex('d40500'), 'not valid MessagePack'],
-    ['a timestamp', p({ id: 4, type: 'ping', at: new Date(0) }), 'no JSON equivalent'],
-    ['undefined (fixext 0)', hex('d40000'), 'no JSON equivalent'],
+    ['an extension type', hex('d40500'), 'extension'],
+    ['a timestamp', p({ id: 4, type: 'ping', at: new Date(0) }), 'extension'],
+    ['undefined (fixext 0)', hex('d40000'), 'extension'],
+    ['a msgpackr record', new Packr({ useRecords: true }).pack({ id: 7, type: 'ping' }), 'extension'],
+    [
+      'msgpackr bundled strings',
+      new Packr({ bundleStrings: true }).pack({ id: 8, type: 'ping', s: 'x'.repeat(40) }),
+      'extension',
+    ],
+    ['a map with an integer key', hex('8101c0'), 'map keys must be strings'],
+    ['a str that is not UTF-8', hex('82a26964 01 a474797065 a4ff696e67'.replace(/ /g, '')), 'UTF-8'],
     ['an array as the frame', p([1, 2]), 'object'],
     ['a string id', p({ id: '1', type: 'ping' }), 'id'],
     ['a bin as the type', p({ id: 5, type: Buffer.from('ping') }), 'type'],
@@ -245,6 +254,18 @@ describe('hostile MessagePack frames', () => {
     expect((r.error as { code: string }).code).toBe('bad_request');
     expect((r.error as { message: string }).message).toContain(text);
     expect((await c.ok({ type: 'ping' })).pong).toBe(true);
+  });
+
+  test("a record definition sent by one client does not change how another client's frames decode", async () => {
+    const evil = await connect(a, 'poisoner', { encoding: 'msgpack' });
+    const r = evil.next((f) => f.ok === false);
+    // msgpackr's record extension would bind 0x40 (the integer 64) to a structure in a shared decoder.
+    evil.sendRaw(new Packr({ useRecords: true }).pack({ id: 1, type: 'ping' }), true);
+    expect(((await r).error as { code: string }).code).toBe('bad_request');
+    const victim = await connect(a, 'victim', { encoding: 'msgpack' });
+    const pong = victim.next((f) => f.re === 64);
+    victim.sendRaw(p({ id: 64, type: 'ping' }), true);
+    expect((await pong).pong).toBe(true);
   });
 
   test('a text frame on a MessagePack connection and a binary one on a JSON connection get bad_request', async () => {

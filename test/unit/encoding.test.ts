@@ -68,6 +68,13 @@ test('decode refuses deep nesting by its own depth count, without recursion limi
   expect(() => decodeMsgpack(deep, 64)).toThrow(DecodeError);
 });
 
+test('a key "__proto__" is an ordinary key, not the prototype', () => {
+  const v = decodeMsgpack(Buffer.from('81a95f5f70726f746f5f5f81a16101', 'hex'), 8) as Record<string, unknown>;
+  expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
+  expect(Object.keys(v)).toEqual(['__proto__']);
+  expect(JSON.stringify(v)).toBe('{"__proto__":{"a":1}}');
+});
+
 test.each([
   ['an extension', 'd40500'],
   ['a timestamp', 'd6ff00000001'],
@@ -76,6 +83,10 @@ test.each([
   ['NaN', 'cb7ff8000000000000'],
   ['trailing bytes', 'c001'],
   ['truncation', '92c0'],
+  ['a msgpackr record', 'd4724092a26964a47479706501a470696e67'],
+  ['an integer map key', '8101c0'],
+  ['invalid UTF-8', 'a2c328'],
+  ['a str length past the end', 'dbffffffff41'],
 ])('decode refuses %s with DecodeError', (_name, hex) => {
   expect(() => decodeMsgpack(Buffer.from(hex, 'hex'), 64)).toThrow(DecodeError);
 });

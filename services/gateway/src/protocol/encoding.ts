@@ -6,7 +6,7 @@
 // Binary values: JSON has none, so a MessagePack `bin` is carried inside the node as `{"$bin":"<base64>"}` (an
 // object whose only key is `$bin`, a string). Going out to a MessagePack connection every such object becomes
 // `bin` again. Whoever writes that marker in JSON is therefore seen as binary by MessagePack clients.
-import { Packr, Unpackr } from 'msgpackr';
+import { Packr } from 'msgpackr';
 
 export type Encoding = 'json' | 'msgpack';
 
@@ -22,14 +22,6 @@ const packr = new Packr({
   bundleStrings: false,
   structuredClone: false,
   encodeUndefinedAsNil: true,
-  int64AsType: 'number',
-});
-const unpackr = new Unpackr({
-  useRecords: false,
-  moreTypes: false,
-  bundleStrings: false,
-  structuredClone: false,
-  mapsAsObjects: true,
   int64AsType: 'number',
 });
 
@@ -101,47 +93,140 @@ export class Prepared {
 
 export class DecodeError extends Error {}
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * Decodes one MessagePack frame into the plain value JSON.parse would give for the same command: objects with
- * string keys, arrays, strings, finite numbers, booleans, null, and `bin` as `{"$bin":"<base64>"}`. Anything
- * else (extension types, timestamps, non-finite numbers, non-string map keys, trailing bytes, nesting deeper
- * than `maxDepth`) throws DecodeError. The depth is checked iteratively, after a decode that is itself guarded.
+ * string keys, arrays, strings, finite numbers, booleans, null, and `bin` as `{"$bin":"<base64>"}`. A strict
+ * decoder of our own, not msgpackr's: msgpackr's unpacker honours its record, bundled-string and reference
+ * extensions on input and keeps record definitions across calls, which would let one client's frame change how
+ * another's decodes. Anything that is not plain MessagePack throws DecodeError: extension types (timestamps
+ * included), the reserved byte 0xc1, non-string map keys, invalid UTF-8, non-finite floats, a length past the end,
+ * trailing bytes, and nesting deeper than `maxDepth` levels of objects and arrays (checked before descending, so
+ * the recursion is bounded by it).
  */
 export function decodeMsgpack(bytes: Uint8Array, maxDepth: number): unknown {
-  let root: unknown;
-  try {
-    root = unpackr.unpack(bytes);
-  } catch (err) {
-    throw new DecodeError(
-      err instanceof RangeError ? 'frame is nested too deeply' : 'frame is not valid MessagePack',
-    );
-  }
-  const holder = { root };
-  const stack: [Record<string, unknown> | unknown[], string | number, number][] = [[holder, 'root', 0]];
-  while (stack.length > 0) {
-    const [parent, key, depth] = stack.pop()!;
-    const v = (parent as Record<string | number, unknown>)[key];
-    if (v === null || typeof v === 'string' || typeof v === 'boolean') continue;
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) throw new DecodeError('numbers must be finite');
-      continue;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const end = bytes.byteLength;
+  let pos = 0;
+  const need = (n: number): number => {
+    if (n > end - pos) throw new DecodeError('frame is not valid MessagePack: a length runs past the end');
+    const at = pos;
+    pos += n;
+    return at;
+  };
+  const str = (n: number): string => {
+    const at = need(n);
+    try {
+      return utf8.decode(bytes.subarray(at, at + n));
+    } catch {
+      throw new DecodeError('frame is not valid MessagePack: a str is not UTF-8');
     }
-    if (v instanceof Uint8Array) {
-      (parent as Record<string | number, unknown>)[key] = {
-        $bin: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64'),
-      };
-      continue;
-    }
+  };
+  const bin = (n: number) => {
+    const at = need(n);
+    return { $bin: Buffer.from(bytes.buffer, bytes.byteOffset + at, n).toString('base64') };
+  };
+  const finite = (x: number): number => {
+    if (!Number.isFinite(x)) throw new DecodeError('numbers must be finite');
+    return x;
+  };
+  const container = (n: number, depth: number): void => {
     if (depth >= maxDepth) throw new DecodeError(`frame is nested deeper than ${maxDepth} levels`);
-    if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) stack.push([v, i, depth + 1]);
-      continue;
+    // Every item takes at least one byte: a count beyond what is left is a lie, refused before allocating.
+    if (n > end - pos) throw new DecodeError('frame is not valid MessagePack: a length runs past the end');
+  };
+  const array = (n: number, depth: number): unknown[] => {
+    container(n, depth);
+    const out = new Array<unknown>(n);
+    for (let i = 0; i < n; i++) out[i] = value(depth + 1);
+    return out;
+  };
+  const map = (n: number, depth: number): Record<string, unknown> => {
+    container(n * 2, depth);
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) {
+      const t = bytes[pos];
+      let key: string;
+      if (t !== undefined && t >= 0xa0 && t <= 0xbf) {
+        pos++;
+        key = str(t & 0x1f);
+      } else if (t === 0xd9) key = (pos++, str(view.getUint8(need(1))));
+      else if (t === 0xda) key = (pos++, str(view.getUint16(need(2))));
+      else if (t === 0xdb) key = (pos++, str(view.getUint32(need(4))));
+      else throw new DecodeError('map keys must be strings');
+      // defineProperty: a key "__proto__" is an ordinary key, never the prototype.
+      Object.defineProperty(out, key, {
+        value: value(depth + 1),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
-    if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
-      for (const k of Object.keys(v)) stack.push([v as Record<string, unknown>, k, depth + 1]);
-      continue;
+    return out;
+  };
+  const value = (depth: number): unknown => {
+    const t = view.getUint8(need(1));
+    if (t <= 0x7f) return t;
+    if (t >= 0xe0) return t - 0x100;
+    if (t <= 0x8f) return map(t & 0x0f, depth);
+    if (t <= 0x9f) return array(t & 0x0f, depth);
+    if (t <= 0xbf) return str(t & 0x1f);
+    switch (t) {
+      case 0xc0:
+        return null;
+      case 0xc2:
+        return false;
+      case 0xc3:
+        return true;
+      case 0xc4:
+        return bin(view.getUint8(need(1)));
+      case 0xc5:
+        return bin(view.getUint16(need(2)));
+      case 0xc6:
+        return bin(view.getUint32(need(4)));
+      case 0xca:
+        return finite(view.getFloat32(need(4)));
+      case 0xcb:
+        return finite(view.getFloat64(need(8)));
+      case 0xcc:
+        return view.getUint8(need(1));
+      case 0xcd:
+        return view.getUint16(need(2));
+      case 0xce:
+        return view.getUint32(need(4));
+      case 0xcf:
+        return Number(view.getBigUint64(need(8)));
+      case 0xd0:
+        return view.getInt8(need(1));
+      case 0xd1:
+        return view.getInt16(need(2));
+      case 0xd2:
+        return view.getInt32(need(4));
+      case 0xd3:
+        return Number(view.getBigInt64(need(8)));
+      case 0xd9:
+        return str(view.getUint8(need(1)));
+      case 0xda:
+        return str(view.getUint16(need(2)));
+      case 0xdb:
+        return str(view.getUint32(need(4)));
+      case 0xdc:
+        return array(view.getUint16(need(2)), depth);
+      case 0xdd:
+        return array(view.getUint32(need(4)), depth);
+      case 0xde:
+        return map(view.getUint16(need(2)), depth);
+      case 0xdf:
+        return map(view.getUint32(need(4)), depth);
+      case 0xc1:
+        throw new DecodeError('frame is not valid MessagePack: 0xc1 is never used');
+      default:
+        // 0xc7-0xc9 and 0xd4-0xd8: extension types (timestamps, msgpackr records and the like).
+        throw new DecodeError('frame holds a MessagePack extension type; only plain MessagePack is accepted');
     }
-    throw new DecodeError('frame holds a MessagePack type with no JSON equivalent (extension or timestamp)');
-  }
-  return holder.root;
+  };
+  const root = value(0);
+  if (pos !== end) throw new DecodeError('frame is not valid MessagePack: bytes after the value');
+  return root;
 }
