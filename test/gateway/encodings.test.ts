@@ -129,7 +129,13 @@ describe('JSON and MessagePack clients together across two nodes', () => {
     const m = await connect(b, 'em', { encoding: 'msgpack' });
     await j.ok({ type: 'join', room: 'mixed' });
     await m.ok({ type: 'join', room: 'mixed' });
-    await j.waitFor((f) => f.type === 'presence' && f.user === 'em');
+    await j.waitFor(
+      (f) => f.type === 'presence' && (f.joined as string[] | undefined)?.includes('em') === true,
+    );
+    const presM = await m.waitFor(
+      (f) => f.type === 'presence' && (f.joined as string[] | undefined)?.includes('em') === true,
+    );
+    expect(presM.room).toBe('mixed');
 
     const body = { text: 'héllo', n: 3, f: 1.5, list: [1, 'two', null, true], nested: { deep: [{ x: -7 }] } };
     await j.ok({ type: 'publish', room: 'mixed', body });
