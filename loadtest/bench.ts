@@ -12,12 +12,12 @@ import { cpus, release, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { System } from './lib/clients';
+import type { Encoding, System } from './lib/clients';
 import { Histogram } from './lib/histogram';
 import type { Layout, ScenarioKind } from './lib/ipc';
 import { GeneratorPool, type PhaseResult } from './lib/pool';
 import { busyCores, cpuTimes, sampleProc, type ProcSample } from './lib/proc';
-import { markdownTable, num, tableRows, textTable } from './lib/report';
+import { encodingRows, markdownTable, num, tableRows, textTable } from './lib/report';
 import {
   summarise,
   sustained,
@@ -109,9 +109,11 @@ function layoutFor(
   urls: string[],
   total: number,
   roomSize = 1,
+  encoding: Encoding = 'json',
 ): Layout {
   return {
     system,
+    encoding,
     kind,
     urls,
     secret: SECRET,
@@ -384,6 +386,7 @@ async function fanout(
   nodes: NodeProc[],
   redis: ServerProc | undefined,
   label: string,
+  encoding: Encoding = 'json',
 ) {
   const f = ctx.plan.fanout;
   const total = f.rooms * f.subscribers;
@@ -399,6 +402,7 @@ async function fanout(
         nodes.map((n) => n.clientUrl),
         total,
         f.subscribers,
+        encoding,
       ),
     );
     const c = await pool.connect(0, total, true);
@@ -444,6 +448,7 @@ async function onePhase(
   rate: number,
   durationMs: number,
   label: string,
+  encoding: Encoding = 'json',
 ) {
   const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
   live.add(pool);
@@ -457,6 +462,7 @@ async function onePhase(
         nodes.map((n) => n.clientUrl),
         total,
         roomSize,
+        encoding,
       ),
     );
     const c = await pool.connect(0, total, kind === 'rooms');
@@ -531,6 +537,31 @@ async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
         `${label} chat`,
       );
       result.chat = c.summary;
+      result.problems.push(...c.problems);
+    }
+
+    // The same fanout and chat with MessagePack clients, for bytes on the wire and CPU per delivery side by side.
+    if (system === 'relay' && ctx.scenarios.has('fanout')) {
+      const f = await fanout(ctx, system, nodes, redis, `${label} fanout msgpack`, 'msgpack');
+      result.msgpack = { fanout: f.steps, fanoutBest: [...f.steps].reverse().find(sustained) };
+      result.problems.push(...f.problems);
+    }
+    if (system === 'relay' && ctx.scenarios.has('chat')) {
+      const chatTotal = chat.rooms * chat.size;
+      const c = await onePhase(
+        ctx,
+        system,
+        'rooms',
+        nodes,
+        redis,
+        chatTotal,
+        chat.size,
+        chatTotal / (chat.intervalMs / 1000),
+        chat.durationMs,
+        `${label} chat msgpack`,
+        'msgpack',
+      );
+      result.msgpack = { fanout: [], ...result.msgpack, chat: c.summary };
       result.problems.push(...c.problems);
     }
 
@@ -704,6 +735,8 @@ async function main(): Promise<number> {
 
   const rows = tableRows(result);
   console.log(`\n${textTable(rows)}\n`);
+  const encRows = encodingRows(result);
+  if (encRows.length > 0) console.log(`relaychat by wire encoding:\n${textTable(encRows)}\n`);
   for (const n of result.notes) console.log(`note: ${n}`);
   const problems = result.systems.flatMap((s) => s.problems.map((p) => `${s.label}: ${p}`));
   for (const p of problems) console.log(`PROBLEM: ${p}`);
@@ -714,7 +747,10 @@ async function main(): Promise<number> {
   const json = JSON.stringify(result, null, 2);
   writeFileSync(join(dir, `bench-${stamp}.json`), json);
   writeFileSync(join(dir, 'latest.json'), json);
-  writeFileSync(join(dir, 'latest.md'), `${markdownTable(rows)}\n`);
+  writeFileSync(
+    join(dir, 'latest.md'),
+    `${markdownTable(rows)}\n` + (encRows.length > 0 ? `\n${markdownTable(encRows)}\n` : ''),
+  );
   writeFileSync(join(dir, 'latency.svg'), latencyChart(result));
   writeFileSync(join(dir, 'memory.svg'), memoryChart(result));
   if (values.docs) {

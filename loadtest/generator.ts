@@ -20,11 +20,13 @@ class PhaseState {
   delivered = 0;
   duplicates = 0;
   publishErrors = 0;
+  wireBytes = 0;
   latency = new Histogram();
   timeline = new Map<number, [number, number]>();
 
-  record(sentUs: number, latencyUs: number): void {
+  record(sentUs: number, latencyUs: number, wireBytes: number): void {
     this.delivered += 1;
+    this.wireBytes += wireBytes;
     this.latency.record(latencyUs);
     const sec = Math.floor(sentUs / 1e6);
     const t = this.timeline.get(sec);
@@ -41,6 +43,7 @@ class PhaseState {
       delivered: this.delivered,
       duplicates: this.duplicates,
       publishErrors: this.publishErrors,
+      wireBytes: this.wireBytes,
       latency: this.latency.toJSON(),
       timeline: [...this.timeline].map(([sec, [n, max]]) => [sec, n, max] as [number, number, number]),
     };
@@ -70,7 +73,7 @@ function phase(k: number): PhaseState {
 function handlersFor() {
   const windows = new Map<string, SeqWindow>();
   return {
-    deliver(body: Payload): void {
+    deliver(body: Payload, wireBytes: number): void {
       const ps = phase(body.k);
       let w = windows.get(body.r);
       if (!w) {
@@ -78,7 +81,7 @@ function handlersFor() {
         windows.set(body.r, w);
       }
       if (w.see(body.s)) {
-        ps.record(body.t, nowUs() - body.t);
+        ps.record(body.t, nowUs() - body.t, wireBytes);
       } else {
         ps.duplicates += 1;
       }
@@ -114,6 +117,7 @@ async function connectRange(l: Layout, from: number, to: number, join: boolean):
             localAddress:
               l.localAddresses.length > 0 ? l.localAddresses[i % l.localAddresses.length] : undefined,
             timeoutMs: l.timeoutMs,
+            encoding: l.encoding,
           },
           handlersFor(),
         );

@@ -1,4 +1,12 @@
 import { backoffDelay, type BackoffOptions } from './backoff';
+import {
+  decodeFrame,
+  encodeCommand,
+  SUBPROTOCOLS,
+  TOKEN_SUBPROTOCOL_PREFIX,
+  tokenFitsSubprotocol,
+  type Encoding,
+} from './codec';
 import { Emitter } from './emitter';
 import { ChatError } from './errors';
 import { randomKey } from './ids';
@@ -36,14 +44,16 @@ type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack'];
 /** The part of the WHATWG WebSocket the client uses; the browser global and the `ws` package both fit. */
 export interface WebSocketLike {
   readonly readyState: number;
-  send(data: string): void;
+  /** Set to 'arraybuffer' for MessagePack (browsers default to Blob; `ws` gives Buffers either way). */
+  binaryType?: string;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
   onmessage: Handler<{ data: unknown }> | null;
   onclose: Handler<{ code: number; reason: string }> | null;
   onerror: Handler<unknown> | null;
 }
 
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
 /** Returns a token (JWT). Called before every connection attempt and before `expiresAt` to `refresh`. */
 export type TokenGetter = (reason: 'connect' | 'refresh') => string | Promise<string>;
@@ -57,6 +67,17 @@ export interface ChatClientOptions {
   token: string | TokenGetter;
   /** WebSocket implementation. Default: globalThis.WebSocket. In Node pass `WebSocket` from 'ws'. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * Wire encoding: 'json' (text frames, the default) or 'msgpack' (binary MessagePack frames; a binary `body`
+   * may then be a Uint8Array). Clients of both encodings share rooms; see docs/PROTOCOL.md, "Encodings".
+   */
+  encoding?: Encoding;
+  /**
+   * Where the token travels: 'subprotocol' (the Sec-WebSocket-Protocol header, default; kept out of URLs and so
+   * out of proxy logs) or 'query' (`?token=`, the least private). A token that is not an HTTP token (e.g. has
+   * `=` padding) goes in the query whatever this says.
+   */
+  tokenCarrier?: 'subprotocol' | 'query';
   /** Per-command timeout, from the call until the reply, including time spent queued. Default 10000. */
   commandTimeoutMs?: number;
   /** Time allowed from opening a socket to the end of resubscription. Default 10000. */
@@ -455,7 +476,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     p.id = this.nextId++;
     this.inflight.set(p.id, p);
-    ws.send(JSON.stringify({ ...p.cmd, id: p.id }));
+    ws.send(encodeCommand(this.options.encoding ?? 'json', { ...p.cmd, id: p.id }));
   }
 
   private onTimeout(p: Pending, timeoutMs: number): void {
@@ -518,10 +539,15 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
     if (this.closed) return;
     const target = new URL(url);
-    target.searchParams.set('token', token);
+    const encoding = this.options.encoding ?? 'json';
+    const protocols = [SUBPROTOCOLS[encoding]];
+    if ((this.options.tokenCarrier ?? 'subprotocol') === 'subprotocol' && tokenFitsSubprotocol(token))
+      protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
+    else target.searchParams.set('token', token);
     let ws: WebSocketLike;
     try {
-      ws = new this.WS(target.toString());
+      ws = new this.WS(target.toString(), protocols);
+      if (encoding === 'msgpack') ws.binaryType = 'arraybuffer';
     } catch (err) {
       this.emit('error', asError(err, `cannot open ${url}`));
       this.scheduleReconnect();
@@ -612,13 +638,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
 
   private onFrame(ws: WebSocketLike, data: unknown): void {
     this.lastFrameAt = Date.now();
-    if (typeof data !== 'string') return;
-    let frame: Record<string, unknown>;
-    try {
-      frame = JSON.parse(data) as Record<string, unknown>;
-    } catch {
-      return;
-    }
+    const frame = decodeFrame(this.options.encoding ?? 'json', data) as Record<string, unknown> | undefined;
     if (frame === null || typeof frame !== 'object') return;
     if ('re' in frame) {
       this.onReply(frame as unknown as ReplyFrame);

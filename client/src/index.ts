@@ -26,4 +26,5 @@ export {
 } from './errors';
 export { backoffDelay, type BackoffOptions } from './backoff';
 export { randomKey } from './ids';
+export { SUBPROTOCOLS, type Encoding } from './codec';
 export type * from './protocol';

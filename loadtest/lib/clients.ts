@@ -3,6 +3,7 @@
 // surface so every scenario runs unchanged against either system. The floor (loadtest/floor-server.ts) speaks the
 // part of protocol v1 the relay client uses, so it is driven by the same client.
 import WebSocket from 'ws';
+import { Packr, Unpackr } from 'msgpackr';
 import { io, type Socket } from 'socket.io-client';
 
 /** What the generator puts in every message body. */
@@ -21,9 +22,20 @@ export interface Payload {
 
 export type System = 'relay' | 'socketio' | 'floor';
 
+/** The gateway's wire encodings (docs/PROTOCOL.md, "Encodings"); Socket.IO clients ignore this. */
+export type Encoding = 'json' | 'msgpack';
+
+const packr = new Packr({ useRecords: false, moreTypes: false, bundleStrings: false });
+const unpackr = new Unpackr({
+  useRecords: false,
+  moreTypes: false,
+  mapsAsObjects: true,
+  int64AsType: 'number',
+});
+
 export interface ClientHandlers {
-  /** A room message or a DM reached this connection. */
-  deliver(body: Payload): void;
+  /** A room message or a DM reached this connection in a frame of `wireBytes` bytes (0: not measured). */
+  deliver(body: Payload, wireBytes: number): void;
   /** The server (or the network) closed a connection the generator had not closed itself. */
   lost(reason: string): void;
   /** The gateway announced a gap: `count` messages it could not deliver (protocol v1 `gap` event). */
@@ -42,6 +54,8 @@ export interface ConnectOptions {
   token: string;
   localAddress?: string;
   timeoutMs: number;
+  /** Gateway only: JSON text frames (default) or MessagePack binary frames. */
+  encoding?: Encoding;
 }
 
 /** Monotonic microseconds (CLOCK_MONOTONIC via hrtime): comparable across processes on one machine. */
@@ -72,9 +86,10 @@ class RelayClient implements LoadClient {
   constructor(
     private readonly ws: WebSocket,
     handlers: ClientHandlers,
+    private readonly encoding: Encoding,
   ) {
-    ws.on('message', (data: Buffer) => {
-      const msg = JSON.parse(data.toString()) as {
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      const msg = (isBinary ? unpackr.unpack(data) : JSON.parse(data.toString())) as {
         type?: string;
         re?: number | null;
         ok?: boolean;
@@ -84,7 +99,7 @@ class RelayClient implements LoadClient {
         to?: number;
       };
       if (msg.type === 'message' || msg.type === 'dm') {
-        if (msg.body && typeof msg.body.s === 'number') handlers.deliver(msg.body);
+        if (msg.body && typeof msg.body.s === 'number') handlers.deliver(msg.body, data.length);
         return;
       }
       if (msg.type === 'gap') {
@@ -110,7 +125,8 @@ class RelayClient implements LoadClient {
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.ws.send(JSON.stringify({ id, ...cmd }));
+      if (this.encoding === 'msgpack') this.ws.send(packr.pack({ id, ...cmd }), { binary: true });
+      else this.ws.send(JSON.stringify({ id, ...cmd }));
     });
   }
 
@@ -134,11 +150,16 @@ class RelayClient implements LoadClient {
 
 function connectRelay(opts: ConnectOptions, handlers: ClientHandlers): Promise<LoadClient> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${opts.url}?token=${encodeURIComponent(opts.token)}`, {
-      localAddress: opts.localAddress,
-      handshakeTimeout: opts.timeoutMs,
-      perMessageDeflate: false,
-    });
+    const encoding = opts.encoding ?? 'json';
+    const ws = new WebSocket(
+      `${opts.url}?token=${encodeURIComponent(opts.token)}`,
+      [`relaychat.v1.${encoding}`],
+      {
+        localAddress: opts.localAddress,
+        handshakeTimeout: opts.timeoutMs,
+        perMessageDeflate: false,
+      },
+    );
     const timer = setTimeout(() => {
       ws.terminate();
       reject(new Error('no welcome in time'));
@@ -152,17 +173,17 @@ function connectRelay(opts: ConnectOptions, handlers: ClientHandlers): Promise<L
       ws.terminate();
       fail(new Error(`upgrade refused: HTTP ${res.statusCode}`));
     });
-    ws.once('message', (data: Buffer) => {
+    ws.once('message', (data: Buffer, isBinary: boolean) => {
       clearTimeout(timer);
       ws.off('error', fail);
       ws.on('error', () => {}); // 'close' follows and is reported there
-      const welcome = JSON.parse(data.toString()) as { type?: string };
+      const welcome = (isBinary ? unpackr.unpack(data) : JSON.parse(data.toString())) as { type?: string };
       if (welcome.type !== 'welcome') {
         ws.terminate();
         reject(new Error(`expected welcome, got ${data.toString().slice(0, 100)}`));
         return;
       }
-      resolve(new RelayClient(ws, handlers));
+      resolve(new RelayClient(ws, handlers, encoding));
     });
   });
 }
@@ -181,10 +202,10 @@ class SocketIoClient implements LoadClient {
     handlers: ClientHandlers,
   ) {
     socket.on('message', (m: { body?: Payload }) => {
-      if (m.body && typeof m.body.s === 'number') handlers.deliver(m.body);
+      if (m.body && typeof m.body.s === 'number') handlers.deliver(m.body, 0);
     });
     socket.on('dm', (m: { body?: Payload }) => {
-      if (m.body && typeof m.body.s === 'number') handlers.deliver(m.body);
+      if (m.body && typeof m.body.s === 'number') handlers.deliver(m.body, 0);
     });
     socket.on('disconnect', (reason) => {
       if (!this.closing) handlers.lost(`disconnect ${reason}`);

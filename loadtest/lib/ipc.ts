@@ -1,7 +1,7 @@
 // The messages between the coordinating process and its generator processes, and the layout both sides use to
 // derive each connection's user, node, room and source address from its index alone.
 import type { HistogramJson } from './histogram';
-import type { System } from './clients';
+import type { Encoding, System } from './clients';
 
 export type ScenarioKind = 'idle' | 'rooms' | 'dm';
 
@@ -13,6 +13,8 @@ export type ScenarioKind = 'idle' | 'rooms' | 'dm';
  */
 export interface Layout {
   system: System;
+  /** Gateway clients' wire encoding (default json). */
+  encoding?: Encoding;
   kind: ScenarioKind;
   urls: string[];
   secret: string;
@@ -54,6 +56,8 @@ export interface PhaseStatsJson {
   delivered: number;
   duplicates: number;
   publishErrors: number;
+  /** Bytes of the WebSocket frames (payload) that carried the distinct deliveries; 0 when not measured. */
+  wireBytes: number;
   /** End-to-end latency of every delivery, µs. */
   latency: HistogramJson;
   /** Per second of send time (monotonic clock, whole seconds): [second, deliveries, worst latency µs]. */

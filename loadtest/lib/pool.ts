@@ -31,6 +31,7 @@ export interface PhaseResult {
   delivered: number;
   duplicates: number;
   publishErrors: number;
+  wireBytes: number;
   latency: Histogram;
   /** second of send time -> [deliveries, worst latency µs], merged over the generators. */
   timeline: Map<number, [number, number]>;
@@ -209,6 +210,7 @@ export class GeneratorPool {
         delivered: 0,
         duplicates: 0,
         publishErrors: 0,
+        wireBytes: 0,
         latency: new Histogram(),
         timeline: new Map(),
       };
@@ -220,6 +222,7 @@ export class GeneratorPool {
         r.delivered += p.delivered;
         r.duplicates += p.duplicates;
         r.publishErrors += p.publishErrors;
+        r.wireBytes += p.wireBytes;
         r.latency.merge(p.latency);
         for (const [sec, n, max] of p.timeline) {
           const t = r.timeline.get(sec);

@@ -5,6 +5,8 @@ import type { BenchResult, PhaseSummary, SystemResult } from './results';
 type Better = 'lower' | 'higher';
 /** Figure, relaychat, Socket.IO, floor, relaychat vs Socket.IO, relaychat vs floor. */
 type Row = [string, string, string, string, string, string];
+/** A row of the JSON vs MessagePack table: figure, JSON, MessagePack, comparison. */
+type EncodingRow = [string, string, string, string];
 
 export function num(n: number | undefined, digits = 0): string {
   if (n === undefined || !Number.isFinite(n)) return '—';
@@ -208,16 +210,71 @@ export function tableRows(r: BenchResult): Row[] {
   return rows;
 }
 
-export function textTable(rows: Row[]): string {
+/**
+ * relaychat's own clients side by side: JSON and MessagePack on the same fanout and chat workloads, for the
+ * bytes each delivery takes on the wire and the server CPU it costs. Empty when no MessagePack run was made.
+ */
+export function encodingRows(r: BenchResult): EncodingRow[] {
+  const relay = r.systems.find((s) => s.system === 'relay');
+  if (!relay?.msgpack) return [];
+  const rows: EncodingRow[] = [['Figure', 'JSON clients', 'MessagePack clients', 'MessagePack vs JSON']];
+  const pair = (title: string, a: PhaseSummary | undefined, b: PhaseSummary | undefined) => {
+    if (!a && !b) return;
+    rows.push(
+      [
+        `${title}: delivered/s`,
+        num(a?.deliveredPerSec),
+        num(b?.deliveredPerSec),
+        ratio(b?.deliveredPerSec, a?.deliveredPerSec, 'higher'),
+      ],
+      [
+        '  bytes on the wire per delivery',
+        num(a?.wireBytesPerDelivery, 1),
+        num(b?.wireBytesPerDelivery, 1),
+        ratio(b?.wireBytesPerDelivery, a?.wireBytesPerDelivery, 'lower'),
+      ],
+      [
+        '  server CPU per delivery, µs',
+        num(a?.serverCpuUsPerDelivery, 2),
+        num(b?.serverCpuUsPerDelivery, 2),
+        ratio(b?.serverCpuUsPerDelivery, a?.serverCpuUsPerDelivery, 'lower'),
+      ],
+      [
+        '  latency p50 / p99, ms',
+        a ? `${ms(a.p50Ms)} / ${ms(a.p99Ms)}` : '—',
+        b ? `${ms(b.p50Ms)} / ${ms(b.p99Ms)}` : '—',
+        '',
+      ],
+    );
+  };
+  const rates = [...new Set(relay.fanout.map((p) => p.rate))].sort((x, y) => x - y);
+  for (const rate of rates)
+    pair(
+      `fanout ${num(rate)} msg/s`,
+      relay.fanout.find((p) => p.rate === rate),
+      relay.msgpack.fanout.find((p) => p.rate === rate),
+    );
+  pair('chat', relay.chat, relay.msgpack.chat);
+  return rows;
+}
+
+export function textTable(rows: readonly string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: Row) =>
+  const line = (r: readonly string[]) =>
     r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   const sep = widths.map((w) => '-'.repeat(w)).join('  ');
   return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
 }
 
-export function markdownTable(rows: Row[]): string {
+export function markdownTable(rows: readonly string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|').replace(/^ +/, (m) => '&nbsp;'.repeat(m.length));
-  const line = (r: Row) => `| ${r.map(esc).join(' | ')} |`;
-  return [line(rows[0]!), '| --- | ---: | ---: | ---: | --- | --- |', ...rows.slice(1).map(line)].join('\n');
+  const line = (r: readonly string[]) => `| ${r.map(esc).join(' | ')} |`;
+  const sep =
+    rows[0]!.length === 6
+      ? '| --- | ---: | ---: | ---: | --- | --- |'
+      : `| --- | ${rows[0]!
+          .slice(1, -1)
+          .map(() => '---:')
+          .join(' | ')} | --- |`;
+  return [line(rows[0]!), sep, ...rows.slice(1).map(line)].join('\n');
 }

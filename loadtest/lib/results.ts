@@ -34,6 +34,8 @@ export interface PhaseSummary extends LatencySummary {
   duplicates: number;
   /** Server CPU time per delivered message, µs (sum over the server nodes). */
   serverCpuUsPerDelivery: number;
+  /** WebSocket payload bytes per delivery as the clients received them (gateway only; 0: not measured). */
+  wireBytesPerDelivery: number;
   /** Redis CPU time per acknowledged publish, µs. */
   redisCpuUsPerPublish: number;
   /** Server CPU seconds per wall second (1.0 = one core), sum over the nodes. */
@@ -56,6 +58,8 @@ export interface SystemResult {
   fanoutBest?: PhaseSummary;
   chat?: PhaseSummary;
   dm?: PhaseSummary;
+  /** The same fanout and chat workloads with MessagePack clients (relaychat only); the fields above are JSON. */
+  msgpack?: { fanout: PhaseSummary[]; fanoutBest?: PhaseSummary; chat?: PhaseSummary };
   /** Crashed processes, connections closed by the server, failed connects: anything that means "broken". */
   problems: string[];
 }
@@ -106,6 +110,7 @@ export function summarise(
     duplicates: p.duplicates,
     ...latency(p.latency),
     serverCpuUsPerDelivery: p.delivered > 0 ? (serverCpuSeconds * 1e6) / p.delivered : 0,
+    wireBytesPerDelivery: p.delivered > 0 ? p.wireBytes / p.delivered : 0,
     redisCpuUsPerPublish: p.published > 0 ? (redisCpuSeconds * 1e6) / p.published : 0,
     serverCores: serverCpuSeconds / seconds,
     redisCores: redisCpuSeconds / seconds,

@@ -52,7 +52,15 @@ async function buildWeb(): Promise<string> {
   return dir;
 }
 
-async function openPage(origin: GatewayProc, gateways: string[], name: string): Promise<Page> {
+/** WebSocket frames each page received, by kind: alice's page speaks JSON, bob's MessagePack. */
+const received: Record<string, { text: number; binary: number }> = {};
+
+async function openPage(
+  origin: GatewayProc,
+  gateways: string[],
+  name: string,
+  encoding: 'json' | 'msgpack' = 'json',
+): Promise<Page> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   browsers.push(browser);
   const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
@@ -61,7 +69,14 @@ async function openPage(origin: GatewayProc, gateways: string[], name: string): 
     pageErrors.push(`${name}: unexpected dialog ${d.message()}`);
     void d.dismiss();
   });
-  await page.goto(`${origin.url}/?gateways=${gateways.join(',')}`);
+  const counts = (received[name] = { text: 0, binary: 0 });
+  page.on('websocket', (ws) =>
+    ws.on('framereceived', (f) => {
+      if (typeof f.payload === 'string') counts.text++;
+      else counts.binary++;
+    }),
+  );
+  await page.goto(`${origin.url}/?gateways=${gateways.join(',')}&encoding=${encoding}`);
   return page;
 }
 
@@ -125,7 +140,7 @@ beforeAll(async () => {
   // alice: page from node A, connected to A. bob: page from node B, connected to B, then (via the proxy) A.
   [alice, bob] = await Promise.all([
     openPage(a, [a.wsUrl, b.wsUrl], 'alice'),
-    openPage(b, [b.wsUrl, toA.wsUrl], 'bob'),
+    openPage(b, [b.wsUrl, toA.wsUrl], 'bob', 'msgpack'),
   ]);
   await Promise.all([signInByName(alice, 'alice'), signInByName(bob, 'bob')]);
   await Promise.all([expectConnected(alice, a), expectConnected(bob, b)]);
@@ -144,8 +159,10 @@ afterEach(() => {
 }, TIMEOUT);
 
 test(
-  'two browsers on two nodes chat in a room and by direct message, and see each other present',
+  'two browsers on two nodes, one on JSON and one on MessagePack, chat in a room and by direct message, and see each other present',
   async () => {
+    await alice.waitForSelector('#conn[data-encoding="json"]');
+    await bob.waitForSelector('#conn[data-encoding="msgpack"]');
     await alice.waitForSelector('#presence li[data-user="bob"]');
     await bob.waitForSelector('#presence li[data-user="alice"]');
     await expect(alice.locator('#conn-text').textContent()).resolves.toBe(`Connected · ${a.nodeId}`);
@@ -168,6 +185,11 @@ test(
     await say(bob, 'got it');
     await waitShown(alice, 'got it');
     expect(await shown(alice)).toEqual(['psst, a direct message', 'got it']);
+    // Every frame alice's page got was JSON text and every frame bob's got was binary MessagePack.
+    expect(received.alice).toEqual({ text: expect.any(Number), binary: 0 });
+    expect(received.bob).toEqual({ text: 0, binary: expect.any(Number) });
+    expect(received.alice!.text).toBeGreaterThan(5);
+    expect(received.bob!.binary).toBeGreaterThan(5);
 
     await openRoom(alice, 'lobby');
     await openRoom(bob, 'lobby');

@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import jwt from 'jsonwebtoken';
 import WebSocket from 'ws';
+import { Packr, Unpackr } from 'msgpackr';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const GATEWAY_MAIN = join(ROOT, 'dist', 'gateway', 'main.js');
@@ -215,25 +216,53 @@ export function token(
 
 export type Frame = Record<string, unknown> & { type?: string; re?: number | null; ok?: boolean };
 
+/** Plain MessagePack, as the gateway speaks it (no msgpackr records or extensions). */
+export const msgpack = {
+  packr: new Packr({ useRecords: false, moreTypes: false, bundleStrings: false, encodeUndefinedAsNil: true }),
+  unpackr: new Unpackr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: 'number' }),
+};
+
+export interface ConnectOptions {
+  localAddress?: string;
+  /** Wire encoding: offers relaychat.v1.json or relaychat.v1.msgpack. Default: no subprotocol (JSON). */
+  encoding?: 'json' | 'msgpack';
+  /** Where the token goes. Default: the query parameter. */
+  carrier?: 'query' | 'subprotocol' | 'cookie' | 'bearer';
+  headers?: Record<string, string>;
+}
+
 /** A raw protocol v1 client over `ws`: requests by id, a log of every frame, and waits on predicates. */
 export class TestClient {
   readonly frames: Frame[] = [];
   welcome!: Frame;
   closeCode: number | null = null;
+  /** The upgrade response's Sec-WebSocket-Protocol header (undefined when absent). */
+  responseProtocol: string | undefined;
+  binaryFrames = 0;
+  textFrames = 0;
   private nextId = 1;
   private waiters: { pred: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   private closed: Promise<number>;
 
-  private constructor(readonly ws: WebSocket) {
+  private constructor(
+    readonly ws: WebSocket,
+    readonly encoding: 'json' | 'msgpack' = 'json',
+  ) {
     this.closed = new Promise((resolve) =>
       ws.on('close', (code) => {
         this.closeCode = code;
         resolve(code);
       }),
     );
+    ws.on('upgrade', (res) => {
+      const p = res.headers['sec-websocket-protocol'];
+      this.responseProtocol = Array.isArray(p) ? p.join(',') : p;
+    });
     ws.on('message', (data, isBinary) => {
-      if (isBinary) return;
-      const f = JSON.parse(data.toString()) as Frame;
+      if (isBinary) this.binaryFrames++;
+      else this.textFrames++;
+      if (isBinary && encoding === 'json') return;
+      const f = (isBinary ? msgpack.unpackr.unpack(data as Buffer) : JSON.parse(data.toString())) as Frame;
       this.frames.push(f);
       this.waiters = this.waiters.filter((w) => {
         if (!w.pred(f)) return true;
@@ -243,15 +272,17 @@ export class TestClient {
     });
   }
 
-  static async connect(
-    wsUrl: string,
-    tok: string,
-    opts: { localAddress?: string } = {},
-  ): Promise<TestClient> {
-    const ws = new WebSocket(`${wsUrl}?token=${encodeURIComponent(tok)}`, {
-      localAddress: opts.localAddress,
-    });
-    const client = new TestClient(ws);
+  static async connect(wsUrl: string, tok: string, opts: ConnectOptions = {}): Promise<TestClient> {
+    const carrier = opts.carrier ?? 'query';
+    const protocols: string[] = [];
+    if (opts.encoding) protocols.push(`relaychat.v1.${opts.encoding}`);
+    if (carrier === 'subprotocol') protocols.push(`relaychat.token.${tok}`);
+    const headers: Record<string, string> = { ...opts.headers };
+    if (carrier === 'cookie') headers.cookie = `relaychat_token=${tok}`;
+    if (carrier === 'bearer') headers.authorization = `Bearer ${tok}`;
+    const url = carrier === 'query' ? `${wsUrl}?token=${encodeURIComponent(tok)}` : wsUrl;
+    const ws = new WebSocket(url, protocols, { localAddress: opts.localAddress, headers });
+    const client = new TestClient(ws, opts.encoding);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
@@ -293,7 +324,8 @@ export class TestClient {
   request(cmd: Record<string, unknown>, timeoutMs = 10_000): Promise<Frame> {
     const id = this.nextId++;
     const reply = this.next((f) => f.re === id, timeoutMs);
-    this.ws.send(JSON.stringify({ id, ...cmd }));
+    if (this.encoding === 'msgpack') this.ws.send(msgpack.packr.pack({ id, ...cmd }), { binary: true });
+    else this.ws.send(JSON.stringify({ id, ...cmd }));
     return reply;
   }
 

@@ -78,6 +78,9 @@ const ui = {
 };
 
 const urls = gatewayUrls(window.location);
+/** `?encoding=msgpack` switches the page to MessagePack frames; JSON otherwise. */
+const encoding =
+  new URLSearchParams(window.location.search).get('encoding') === 'msgpack' ? 'msgpack' : 'json';
 const convs = new Map<string, Conversation>();
 let client: ChatClient | undefined;
 let me = '';
@@ -180,6 +183,7 @@ function touched(conv: Conversation, unread: boolean): void {
 function renderConn(change?: StateChange): void {
   const state = client?.state ?? 'disconnected';
   ui.conn.dataset.state = state;
+  ui.conn.dataset.encoding = encoding;
   const node = client?.node;
   if (node) ui.conn.dataset.node = node;
   else delete ui.conn.dataset.node;
@@ -489,7 +493,7 @@ function onGap(gap: GapInfo): void {
 
 function startClient(token: string | TokenGetter, user: string): void {
   me = user;
-  const c = new ChatClient({ url: urls, token, inboxSince: { offset: 0 } });
+  const c = new ChatClient({ url: urls, token, inboxSince: { offset: 0 }, encoding });
   client = c;
   c.on('state', (change) => renderConn(change));
   c.on('connected', (info) => {

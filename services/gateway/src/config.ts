@@ -132,8 +132,17 @@ const ENV = {
   API_KEY: { def: undefined, parse: (s: string) => s },
   API_BATCH_MAX: { def: '100', parse: int('API_BATCH_MAX', 1, 10000) },
   ALLOWED_ORIGINS: { def: '', parse: list },
+  TOKEN_COOKIE: {
+    def: 'relaychat_token',
+    parse: (s: string) => {
+      if (!/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/.test(s))
+        throw new ConfigError('TOKEN_COOKIE must be a cookie name (1-64 token characters) or empty');
+      return s;
+    },
+  },
   MAX_MESSAGE_BYTES: { def: '16384', parse: int('MAX_MESSAGE_BYTES', 64, 1048576) },
   MAX_FRAME_BYTES: { def: '65536', parse: int('MAX_FRAME_BYTES', 1024, 16777216) },
+  MAX_FRAME_DEPTH: { def: '64', parse: int('MAX_FRAME_DEPTH', 2, 1000) },
   MAX_ROOM_NAME_LENGTH: { def: '128', parse: int('MAX_ROOM_NAME_LENGTH', 1, 1024) },
   MAX_ROOMS_PER_CONNECTION: { def: '100', parse: int('MAX_ROOMS_PER_CONNECTION', 1, 100000) },
   CMD_RATE: { def: '50', parse: int('CMD_RATE', 1, 1000000) },
@@ -235,9 +244,13 @@ export interface Config {
   /** Commands per POST /api/batch. */
   apiBatchMax: number;
   allowedOrigins: string[];
+  /** Cookie that may carry the token; '' when the cookie carrier is off. */
+  tokenCookie: string;
   limits: {
     maxMessageBytes: number;
     maxFrameBytes: number;
+    /** Nesting depth of a decoded MessagePack frame (objects and arrays, the frame itself included). */
+    maxFrameDepth: number;
     maxRoomNameLength: number;
     maxRoomsPerConnection: number;
     /** Connections of one user across all nodes; 0 = no limit. */
@@ -393,9 +406,11 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     apiKey: read(env, 'API_KEY'),
     apiBatchMax: read(env, 'API_BATCH_MAX')!,
     allowedOrigins: read(env, 'ALLOWED_ORIGINS') ?? [],
+    tokenCookie: read(env, 'TOKEN_COOKIE') ?? '',
     limits: {
       maxMessageBytes,
       maxFrameBytes,
+      maxFrameDepth: read(env, 'MAX_FRAME_DEPTH')!,
       maxRoomNameLength: read(env, 'MAX_ROOM_NAME_LENGTH')!,
       maxRoomsPerConnection: read(env, 'MAX_ROOMS_PER_CONNECTION')!,
       maxConnectionsPerUser: read(env, 'MAX_CONNECTIONS_PER_USER')!,

@@ -9,7 +9,14 @@ import type { Logger } from './logger';
 import type { Metrics, Stats } from './metrics';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
 import { ExpiryQueue } from './auth/expiry-queue';
-import { parseCommand, FrameError, MAX_USER_LENGTH, type Command } from './protocol/commands';
+import {
+  parseCommand,
+  FrameError,
+  MAX_USER_LENGTH,
+  validateCommand,
+  type Command,
+} from './protocol/commands';
+import { DecodeError, decodeMsgpack } from './protocol/encoding';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply } from './protocol/frames';
 import type { Hooks } from './hooks/hooks';
@@ -155,10 +162,13 @@ export class Gateway {
       );
   }
 
-  /** A text frame from the client. Never throws: every outcome is a reply. */
-  message(client: Client, text: string, bytes: number): void {
+  /**
+   * A frame from the client: text on a JSON connection, binary on a MessagePack one (`data` is only valid during
+   * the call). Never throws: every outcome is a reply.
+   */
+  message(client: Client, frame: string | Uint8Array, bytes: number): void {
     try {
-      this.handle(client, text, bytes);
+      this.handle(client, frame, bytes);
     } catch (err) {
       // A bug must cost one reply, not the node.
       this.log.error({ err, conn: client.id }, 'frame handling failed');
@@ -167,16 +177,17 @@ export class Gateway {
     }
   }
 
-  private handle(client: Client, text: string, bytes: number): void {
+  private handle(client: Client, frame: string | Uint8Array, bytes: number): void {
     this.stats.bytesIn += bytes;
     const session = this.sessions.get(client);
     if (!session) return;
     let command: Command;
     try {
-      command = parseCommand(text, this.config.limits);
+      command = this.parse(client, frame);
     } catch (err) {
       this.metrics.messagesIn.inc({ type: 'invalid' });
       if (err instanceof FrameError) this.fail(session, err.id, err.code, err.message);
+      else if (err instanceof DecodeError) this.fail(session, null, 'bad_request', err.message);
       else this.fail(session, null, 'bad_request', 'frame could not be processed (too deeply nested?)');
       return;
     }
@@ -206,10 +217,16 @@ export class Gateway {
     );
   }
 
-  binary(client: Client, bytes: number): void {
-    this.stats.bytesIn += bytes;
-    const session = this.sessions.get(client);
-    if (session) this.fail(session, null, 'bad_request', 'binary frames are not supported; send JSON text');
+  /** One frame into a command through the one validator; each encoding accepts only its own frame kind. */
+  private parse(client: Client, frame: string | Uint8Array): Command {
+    if (client.conn.encoding === 'json') {
+      if (typeof frame !== 'string')
+        throw new FrameError(null, 'bad_request', 'binary frames need relaychat.v1.msgpack; send JSON text');
+      return parseCommand(frame, this.config.limits);
+    }
+    if (typeof frame === 'string')
+      throw new FrameError(null, 'bad_request', 'text frames are not accepted on relaychat.v1.msgpack');
+    return validateCommand(decodeMsgpack(frame, this.config.limits.maxFrameDepth), this.config.limits);
   }
 
   private fail(

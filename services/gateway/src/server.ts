@@ -245,10 +245,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       maxBackpressure: config.limits.slowConsumerBytes + 8 * config.limits.maxFrameBytes,
       maxHttpBodyBytes: config.limits.maxFrameBytes,
       trustProxy: config.trustProxy,
+      tokenCookie: config.tokenCookie,
     },
     {
       upgrade: (info) => {
-        const { token, origin, ip } = info;
+        const { token, carrier, origin, host, ip } = info;
         if (!ready()) return reject(503, draining ? 'draining' : 'not_ready', 'unavailable');
         if (
           origin !== undefined &&
@@ -260,6 +261,13 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           metrics.rateLimited.inc({ scope: 'ip' });
           return reject(429, 'rate_limited', 'rate_limited', { 'retry-after': '1' });
         }
+        // A cookie rides along with any page's request: honour it only from this origin or an allowed one.
+        if (
+          carrier === 'cookie' &&
+          origin !== undefined &&
+          !cookieOriginOk(origin, host, config.allowedOrigins)
+        )
+          return reject(403, 'cookie_origin', 'forbidden');
         if (backendAuth) return connectHook(info, undefined);
         let identity: Identity;
         try {
@@ -278,7 +286,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
         return client;
       },
       message: (client, text, bytes) => gateway.message(client, text, bytes),
-      binary: (client, bytes) => gateway.binary(client, bytes),
+      binary: (client, data, bytes) => gateway.message(client, data, bytes),
       drain: (client) => hub.drained(client),
       close: (client, code) => {
         log.info({ conn: client.id, user: client.user, code }, 'disconnected');
@@ -328,4 +336,14 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   };
 
   return { port, drain };
+}
+
+/** A cookie-carried token is accepted from the gateway's own origin (same host) or an ALLOWED_ORIGINS entry. */
+function cookieOriginOk(origin: string, host: string, allowed: readonly string[]): boolean {
+  if (allowed.includes(origin)) return true;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
 }

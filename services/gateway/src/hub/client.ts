@@ -1,10 +1,17 @@
 import type { StreamRef } from '../engine/engine';
+import type { Encoding, OutFrame } from '../protocol/encoding';
 
 /** What the hub needs of a socket; the transport provides it (see transport/uws-server.ts). */
 export interface Connection {
   readonly id: string;
-  /** Writes one text frame: SENT, BUFFERED (queued behind backpressure) or DROPPED (not written). */
-  send(frame: string | Uint8Array): SendStatus;
+  /** The wire encoding negotiated at the upgrade (protocol/encoding.ts). */
+  readonly encoding: Encoding;
+  /**
+   * Writes one frame: SENT, BUFFERED (queued behind backpressure) or DROPPED (not written). A JSON frame (text
+   * or UTF-8 bytes) goes out as a text frame on a JSON connection and converted to a binary MessagePack frame on
+   * a MessagePack one (this is the egress boundary); Packed bytes go out as they are.
+   */
+  send(frame: OutFrame): SendStatus;
   bufferedAmount(): number;
   close(code: number, reason: string): void;
 }

@@ -5,6 +5,7 @@
 // lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
 import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
 import { gapEvent, presenceBatchEvent } from '../protocol/frames';
+import { Packed, Prepared, type OutFrame } from '../protocol/encoding';
 import type { Logger } from '../logger';
 import type { Stats } from '../metrics';
 import { Client, SendStatus, type Sub } from './client';
@@ -177,7 +178,7 @@ export class Hub {
   }
 
   /** Writes one frame; false if it was not written (the connection is then marked slow). Not counted. */
-  private send(client: Client, frame: string | Uint8Array): boolean {
+  private send(client: Client, frame: OutFrame): boolean {
     const status = client.conn.send(frame);
     if (status === SendStatus.DROPPED) {
       this.markSlow(client);
@@ -188,9 +189,9 @@ export class Hub {
     return true;
   }
 
-  private write(client: Client, frame: string | Uint8Array, type: string): boolean {
+  private write(client: Client, frame: OutFrame, type: string): boolean {
     if (!this.send(client, frame)) return false;
-    this.stats.countOut(type, frame.length);
+    this.stats.countOut(type, frame instanceof Packed ? frame.bytes.length : frame.length);
     return true;
   }
 
@@ -238,14 +239,18 @@ export class Hub {
     const left: string[] = [];
     for (const [user, event] of changes) (event === 'join' ? joined : left).push(user);
     if (topic.ref.kind !== 'room') return;
-    // Encoded once for every member.
-    const frame = Buffer.from(presenceBatchEvent(topic.ref.name, joined, left));
-    for (const client of topic.subs.keys()) if (!client.lagging) this.write(client, frame, 'presence');
+    // Encoded once for every member: as JSON, and for the first MessagePack member once as MessagePack.
+    const frame = new Prepared(Buffer.from(presenceBatchEvent(topic.ref.name, joined, left)));
+    for (const client of topic.subs.keys())
+      if (!client.lagging) this.write(client, frame.for(client.conn.encoding), 'presence');
   }
 
   /** The hot path: one bus event to every local connection of the stream. */
   private deliver(topic: Topic, m: Extract<BusMessage, { kind: 'event' }>): void {
-    let sent = 0;
+    let sentJson = 0;
+    let sentPacked = 0;
+    // Converted for MessagePack at most once, for the first MessagePack subscriber, and reused for the rest.
+    const frame = new Prepared(m.frame);
     for (const [client, sub] of topic.subs) {
       if (sub.catchingUp || client.lagging || m.epoch !== sub.epoch || m.offset > sub.offset + 1) {
         // Not the next event for this connection: note it; history will supply it in order.
@@ -259,12 +264,16 @@ export class Hub {
         sub.offset = m.offset;
         continue;
       }
-      if (this.send(client, m.frame)) {
+      const json = client.conn.encoding === 'json';
+      if (this.send(client, frame.for(client.conn.encoding))) {
         sub.offset = m.offset;
-        sent++;
+        if (json) sentJson++;
+        else sentPacked++;
       }
     }
-    this.stats.countOut(topic.ref.kind === 'room' ? 'message' : 'dm', m.frame.length, sent);
+    const type = topic.ref.kind === 'room' ? 'message' : 'dm';
+    this.stats.countOut(type, frame.size('json'), sentJson);
+    this.stats.countOut(type, frame.size('msgpack'), sentPacked);
     this.events.delivered((Date.now() - m.ts) / 1000);
   }
 

@@ -59,6 +59,14 @@ export function parseCommand(text: string, limits: Limits): Command {
   } catch {
     throw new FrameError(null, 'bad_request', 'frame is not valid JSON');
   }
+  return validateCommand(raw, limits);
+}
+
+/**
+ * Validates one decoded frame: what JSON.parse gives for a text frame, or what decodeMsgpack gives for a
+ * MessagePack one (protocol/encoding.ts), so both encodings pass the same rules.
+ */
+export function validateCommand(raw: unknown, limits: Limits): Command {
   if (!isRecord(raw)) throw new FrameError(null, 'bad_request', 'frame must be a JSON object');
   const id = raw.id;
   if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)

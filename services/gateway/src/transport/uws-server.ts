@@ -6,10 +6,25 @@ import { SendStatus, type Connection } from '../hub/client';
 import type { Client } from '../hub/client';
 import type { Identity } from '../auth/tokens';
 import type { HttpRequest, HttpResponse } from '../http/routes';
+import {
+  chooseEncoding,
+  jsonToMsgpack,
+  Packed,
+  subprotocols,
+  TOKEN_SUBPROTOCOL_PREFIX,
+  type Encoding,
+  type OutFrame,
+} from '../protocol/encoding';
+
+/** Where the upgrade found its token, most explicit first (docs/PROTOCOL.md, "Tokens"). */
+export type TokenCarrier = 'bearer' | 'subprotocol' | 'query' | 'cookie';
 
 export interface UpgradeInfo {
   token: string | undefined;
+  carrier: TokenCarrier | undefined;
   origin: string | undefined;
+  /** The Host header, to tell a same-origin page from a cross-site one. */
+  host: string;
   ip: string;
   /** Raw request headers a backend may authenticate with (the connect hook, when no JWT key is set). */
   cookie: string | undefined;
@@ -29,7 +44,8 @@ export interface TransportHandlers {
   upgrade(info: UpgradeInfo): UpgradeDecision | Promise<UpgradeDecision>;
   open(conn: Connection, identity: Identity): Client;
   message(client: Client, text: string, bytes: number): void;
-  binary(client: Client, bytes: number): void;
+  /** A binary frame; `data` is only valid during the call. */
+  binary(client: Client, data: Uint8Array, bytes: number): void;
   drain(client: Client): void;
   close(client: Client, code: number): void;
   http(req: HttpRequest): Promise<HttpResponse>;
@@ -45,11 +61,14 @@ export interface TransportOptions {
   maxHttpBodyBytes: number;
   /** Take the client address from X-Forwarded-For (only behind a proxy that sets it). */
   trustProxy: boolean;
+  /** Cookie that may carry the token (TOKEN_COOKIE); empty: no cookie carrier. */
+  tokenCookie: string;
 }
 
 interface SocketData {
   id: string;
   identity: Identity;
+  encoding: Encoding;
   conn?: UwsConnection;
   client?: Client;
 }
@@ -58,11 +77,14 @@ class UwsConnection implements Connection {
   open = true;
   constructor(
     readonly id: string,
+    readonly encoding: Encoding,
     private readonly ws: uWS.WebSocket<SocketData>,
   ) {}
-  send(frame: string | Uint8Array): SendStatus {
+  send(frame: OutFrame): SendStatus {
     if (!this.open) return SendStatus.DROPPED;
-    return this.ws.send(frame, false) as SendStatus;
+    if (frame instanceof Packed) return this.ws.send(frame.bytes, true) as SendStatus;
+    if (this.encoding === 'json') return this.ws.send(frame, false) as SendStatus;
+    return this.ws.send(jsonToMsgpack(frame), true) as SendStatus;
   }
   bufferedAmount(): number {
     return this.open ? this.ws.getBufferedAmount() : 0;
@@ -114,13 +136,13 @@ export class UwsTransport {
       upgrade: (res, req, context) => this.upgrade(res, req, context),
       open: (ws) => {
         const data = ws.getUserData();
-        data.conn = new UwsConnection(data.id, ws);
+        data.conn = new UwsConnection(data.id, data.encoding, ws);
         data.client = handlers.open(data.conn, data.identity);
       },
       message: (ws, message, isBinary) => {
         const { client } = ws.getUserData();
         if (!client) return;
-        if (isBinary) handlers.binary(client, message.byteLength);
+        if (isBinary) handlers.binary(client, new Uint8Array(message), message.byteLength);
         else handlers.message(client, Buffer.from(message).toString('utf8'), message.byteLength);
       },
       drain: (ws) => {
@@ -142,13 +164,20 @@ export class UwsTransport {
     const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
     const authorization = req.getHeader('authorization');
+    const cookie = req.getHeader('cookie') || undefined;
     const origin = req.getHeader('origin') || undefined;
+    const host = req.getHeader('host');
     const query = new URLSearchParams(req.getQuery() ?? '');
-    const bearer = /^Bearer\s+(.+)$/i.exec(authorization)?.[1];
-    const token = bearer ?? query.get('token') ?? undefined;
+    const offered = subprotocols(protocol);
+    const { encoding, echo } = chooseEncoding(offered);
+    const { token, carrier } = findToken(
+      authorization,
+      offered,
+      query.get('token'),
+      cookie && this.opts.tokenCookie ? cookieValue(cookie, this.opts.tokenCookie) : undefined,
+    );
     const forwarded = this.opts.trustProxy ? forwardedFor(req.getHeader('x-forwarded-for')) : undefined;
     const ip = forwarded ?? Buffer.from(res.getRemoteAddressAsText()).toString();
-    const cookie = req.getHeader('cookie') || undefined;
     const userAgent = req.getHeader('user-agent') || undefined;
     // Registered before any await: uWS invalidates res once the client goes away.
     let aborted = false;
@@ -157,7 +186,9 @@ export class UwsTransport {
     });
     const info: UpgradeInfo = {
       token,
+      carrier,
       origin,
+      host,
       ip,
       cookie,
       authorization: authorization || undefined,
@@ -166,19 +197,21 @@ export class UwsTransport {
     const decided = this.handlers.upgrade(info);
     if (decided instanceof Promise)
       decided.then(
-        (decision) => this.finishUpgrade(res, context, decision, key, protocol, extensions, () => aborted),
+        (decision) =>
+          this.finishUpgrade(res, context, decision, key, encoding, echo, extensions, () => aborted),
         () =>
           this.finishUpgrade(
             res,
             context,
             { status: 500, body: '{"error":"internal","reason":"internal"}' },
             key,
-            protocol,
+            encoding,
+            echo,
             extensions,
             () => aborted,
           ),
       );
-    else this.finishUpgrade(res, context, decided, key, protocol, extensions, () => aborted);
+    else this.finishUpgrade(res, context, decided, key, encoding, echo, extensions, () => aborted);
   }
 
   private finishUpgrade(
@@ -186,7 +219,8 @@ export class UwsTransport {
     context: uWS.us_socket_context_t,
     decision: UpgradeDecision,
     key: string,
-    protocol: string,
+    encoding: Encoding,
+    echo: string,
     extensions: string,
     aborted: () => boolean,
   ): void {
@@ -198,8 +232,9 @@ export class UwsTransport {
         res.end(decision.body);
         return;
       }
-      const data: SocketData = { id: connectionId(), identity: decision.identity };
-      res.upgrade(data, key, protocol, extensions, context);
+      const data: SocketData = { id: connectionId(), identity: decision.identity, encoding };
+      // Only the chosen encoding is echoed (uWS echoes the first entry of what it is given); never a token.
+      res.upgrade(data, key, echo, extensions, context);
     });
   }
 
@@ -273,4 +308,31 @@ export class UwsTransport {
 function forwardedFor(header: string): string | undefined {
   const last = header.split(',').pop()?.trim();
   return last ? last : undefined;
+}
+
+/** The token from the most explicit carrier present: Authorization, subprotocol, query, then cookie. */
+function findToken(
+  authorization: string,
+  offered: readonly string[],
+  query: string | null,
+  cookie: string | undefined,
+): { token: string | undefined; carrier: TokenCarrier | undefined } {
+  const bearer = /^Bearer\s+(.+)$/i.exec(authorization)?.[1];
+  if (bearer) return { token: bearer, carrier: 'bearer' };
+  const entry = offered.find((p) => p.startsWith(TOKEN_SUBPROTOCOL_PREFIX));
+  if (entry) return { token: entry.slice(TOKEN_SUBPROTOCOL_PREFIX.length), carrier: 'subprotocol' };
+  if (query) return { token: query, carrier: 'query' };
+  if (cookie) return { token: cookie, carrier: 'cookie' };
+  return { token: undefined, carrier: undefined };
+}
+
+/** The value of one cookie in a Cookie header (first occurrence), or undefined. */
+function cookieValue(header: string, name: string): string | undefined {
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    const value = part.slice(eq + 1).trim();
+    return value.length > 0 ? value : undefined;
+  }
+  return undefined;
 }
