@@ -36,6 +36,8 @@ export interface Server {
   port: number;
   /** Graceful shutdown: not ready, reconnect + 1001 to every client, Redis entries removed. */
   drain(): Promise<void>;
+  /** A rejection nothing handled (a bug): logged and counted; the node goes on. */
+  unhandledRejection(err: unknown): void;
 }
 
 export async function startServer(config: Readonly<Config>, log: Logger): Promise<Server> {
@@ -84,18 +86,27 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     rooms: hub.roomCount,
     channels: hub.channelCount,
     slow: hub.slowConsumers,
+    historyReadsRunning: hub.historyReads.running,
+    historyReadsWaiting: hub.historyReads.waiting,
     ready: ready(),
     draining,
     sameNodeIdPeers: engine.sameNodeIdPeers(),
   }));
   const hub = new Hub(
     engine,
-    { slowConsumerBytes: config.limits.slowConsumerBytes, catchUpPage: 100 },
+    {
+      slowConsumerBytes: config.limits.slowConsumerBytes,
+      catchUpPage: 100,
+      maxBufferedBytes: config.limits.maxBufferedBytes,
+      historyReadConcurrency: config.limits.historyReadConcurrency,
+    },
     stats,
     {
       backpressure: () => metrics.backpressure.inc(),
       delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
       disconnectUser: (user) => gateway.disconnectUser(user),
+      overBuffered: (client) => gateway.overBuffered(client),
+      replayed: (client, bytes) => gateway.replayed(client, bytes),
     },
     log,
   );
@@ -131,7 +142,12 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       port: config.port,
       maxFrameBytes: config.limits.maxFrameBytes,
       idleTimeoutS: config.limits.idleTimeoutS,
-      maxBackpressure: config.limits.slowConsumerBytes + 8 * config.limits.maxFrameBytes,
+      // Past MAX_BUFFERED_BYTES the gateway closes the socket (4008). uWS must still take the frame that crossed
+      // the bound (at most a full history page) and the close frame after it, so its own limit sits above both.
+      maxBackpressure:
+        config.limits.maxBufferedBytes +
+        100 * (config.limits.maxMessageBytes + 512) +
+        2 * config.limits.maxFrameBytes,
       maxHttpBodyBytes: config.limits.maxFrameBytes,
       trustProxy: config.trustProxy,
     },
@@ -210,5 +226,10 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     log.info('drained');
   };
 
-  return { port, drain };
+  const unhandledRejection = (err: unknown) => {
+    metrics.unhandledRejections.inc();
+    log.error({ err }, 'unhandled promise rejection (a bug); the node goes on');
+  };
+
+  return { port, drain, unhandledRejection };
 }

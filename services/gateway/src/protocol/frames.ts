@@ -6,6 +6,20 @@ export function okReply(re: number, fields: Record<string | symbol, unknown>): s
   return JSON.stringify({ re, ok: true, ...fields });
 }
 
+/**
+ * An ok reply with one more field holding a JSON array of stored frames, spliced in as stored: a stored frame is
+ * never parsed and serialized again on its way out, whatever its nesting.
+ */
+export function okReplyWithFrames(
+  re: number,
+  fields: Record<string, unknown>,
+  name: string,
+  frames: readonly string[],
+): string {
+  const head = okReply(re, fields);
+  return `${head.slice(0, -1)},${JSON.stringify(name)}:[${frames.join(',')}]}`;
+}
+
 export function errorReply(
   re: number | null,
   code: ErrorCode,
