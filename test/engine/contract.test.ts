@@ -81,8 +81,10 @@ describe('redis engine revocations across nodes', () => {
   });
 });
 
-describe.each(makers)('%s engine', (_kind, make) => {
+describe.each(makers)('%s engine', (kind, make) => {
   let engine: Engine;
+  /** Keys in Redis (the memory engine has no key space to count: its contract is the answers above). */
+  const keyCount = async () => (kind === 'redis' ? Number(await redis.cli('DBSIZE')) : 0);
   const received: [string, BusMessage][] = [];
   const room = (): StreamRef => ({ kind: 'room', name: `room-${++seq}` });
   const append = (ref: StreamRef, body: string, extra: { key?: string } = {}) =>
@@ -147,13 +149,33 @@ describe.each(makers)('%s engine', (_kind, make) => {
     expect((await engine.read(ref, 0, 10)).top).toBe(1);
   });
 
-  test('the epoch of an unused stream is stable across reads', async () => {
+  test('reads of a stream that does not exist answer empty with no epoch and create nothing', async () => {
+    const before = await keyCount();
+    for (let i = 0; i < 20; i++) {
+      const ref: StreamRef = i % 2 ? room() : { kind: 'inbox', name: `nobody-${++seq}` };
+      expect(await engine.read(ref, 0, 10)).toEqual({ epoch: '', top: 0, events: [] });
+      expect(await engine.read(ref, Number.MAX_SAFE_INTEGER, 1)).toEqual({ epoch: '', top: 0, events: [] });
+      expect(await engine.readBefore(ref, undefined, 10)).toEqual({ epoch: '', top: 0, events: [] });
+      expect(await engine.readBefore(ref, 5, 10)).toEqual({ epoch: '', top: 0, events: [] });
+      expect(await engine.presence(ref.name)).toEqual([]);
+    }
+    expect(await keyCount()).toBe(before);
+  });
+
+  test('a stream read while empty gets its epoch from its first append; offset 0 continues into it', async () => {
     const ref = room();
-    const a = await engine.read(ref, 0, 1);
-    const b = await engine.read(ref, 0, 1);
-    expect(a.epoch).toBe(b.epoch);
-    expect(a.top).toBe(0);
-    expect((await append(ref, 'x')).epoch).toBe(a.epoch);
+    const empty = await engine.read(ref, 0, 1);
+    expect(empty).toEqual({ epoch: '', top: 0, events: [] });
+    const first = await append(ref, 'x');
+    expect(first.offset).toBe(1);
+    expect(first.epoch).not.toBe('');
+    // A reader positioned at {offset: 0} (whatever epoch it held) reads the new epoch from offset 1: no gap.
+    const page = await engine.read(ref, 0, 10);
+    expect(page).toMatchObject({ epoch: first.epoch, top: 1 });
+    expect(page.events.map((e) => e.offset)).toEqual([1]);
+    // Reads afterwards see the same epoch; they do not reset it.
+    expect((await engine.readBefore(ref, undefined, 10)).epoch).toBe(first.epoch);
+    expect((await append(ref, 'y')).epoch).toBe(first.epoch);
   });
 
   test('presence: first add publishes join, last remove publishes leave', async () => {

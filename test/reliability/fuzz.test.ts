@@ -1,8 +1,18 @@
 // Fault test 6: property-based fuzzing of frames against a live node. Every frame gets exactly one reply, the
-// node keeps serving a bystander throughout, and its memory returns to near its baseline.
+// node keeps serving a bystander throughout, and its memory returns to near its baseline. Then a structure-aware
+// run on two nodes and Redis: valid publishes mixed with hostile commands (deep bodies followed by history,
+// reads of rooms that do not exist, floods from sockets that never read); nothing acknowledged is lost.
 import fc from 'fast-check';
-import { startGateway, token, TestClient, type GatewayProc } from '../helpers/harness';
-import { rssKb } from './nodes';
+import WebSocket from 'ws';
+import {
+  startGateway,
+  startRedis,
+  token,
+  TestClient,
+  type Frame,
+  type GatewayProc,
+} from '../helpers/harness';
+import { rssKb, startNodes } from './nodes';
 
 let gw: GatewayProc;
 beforeAll(async () => {
@@ -107,3 +117,186 @@ test('thousands of malformed, odd and deeply nested frames: one reply each, the 
   expect(settled - baseline).toBeLessThan(100 * 1024);
   await Promise.all([fuzzer.close(), bystander.close()]);
 });
+
+type Action =
+  | { kind: 'publish'; body: unknown }
+  | { kind: 'deep'; depth: number; node: number }
+  | { kind: 'history'; limit: number; before?: number; node: number }
+  | { kind: 'read-missing'; room: string; node: number }
+  | { kind: 'flood'; commands: number; node: number }
+  | { kind: 'garbage'; frame: string; node: number };
+
+const node01 = fc.integer({ min: 0, max: 1 });
+const action: fc.Arbitrary<Action> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant('publish' as const),
+      // Some large bodies, so that history replies and floods weigh something.
+      body: fc.oneof(
+        { weight: 3, arbitrary: fc.jsonValue({ maxDepth: 4 }) },
+        { weight: 1, arbitrary: fc.integer({ min: 1000, max: 16_000 }).map((n) => 'x'.repeat(n)) },
+      ),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('deep' as const),
+      depth: fc.integer({ min: 33, max: 30_000 }),
+      node: node01,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record(
+      {
+        kind: fc.constant('history' as const),
+        limit: fc.integer({ min: 1, max: 100 }),
+        before: fc.integer({ min: 1, max: 400 }),
+        node: node01,
+      },
+      { requiredKeys: ['kind', 'limit', 'node'] },
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('read-missing' as const),
+      room: fc.stringMatching(/^[a-z0-9]{1,40}$/).map((r) => `missing-${r}`),
+      node: node01,
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('flood' as const),
+      commands: fc.integer({ min: 10, max: 200 }),
+      node: node01,
+    }),
+  },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('garbage' as const), frame, node: node01 }) },
+);
+
+/** A request retried after retryAfterMs while it is rate_limited. */
+async function paced(c: TestClient, cmd: Record<string, unknown>): Promise<Frame> {
+  for (;;) {
+    const r = await c.request(cmd);
+    const error = r.error as { code: string; retryAfterMs: number } | undefined;
+    if (r.ok || error?.code !== 'rate_limited') return r;
+    await new Promise((res) => setTimeout(res, error.retryAfterMs));
+  }
+}
+
+test('structure-aware fuzz on two nodes: valid publishes among deep bodies, histories, missing rooms and never-reading floods lose nothing acknowledged', async () => {
+  const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
+  console.log(`structured fuzz seed ${seed}`);
+  const actions = fc.sample(action, { numRuns: 400, seed });
+  const redis = await startRedis();
+  // Production nodes with the default per-connection limits; only the per-user message rate is off so the
+  // publisher's acknowledged stream is long.
+  const { nodes } = await startNodes(2, {
+    REDIS_URL: redis.url,
+    NODE_ENV: 'production',
+    USER_MSG_RATE: '0',
+    CONN_RATE_PER_IP: '0',
+    MAX_VIOLATIONS: '1000000',
+  });
+  const floods: WebSocket[] = [];
+  try {
+    const room = 'fuzz-structured';
+    const subscriber = await TestClient.connect(nodes[1]!.wsUrl, token('fz-subscriber'));
+    await subscriber.ok({ type: 'join', room });
+    const publisher = await TestClient.connect(nodes[0]!.wsUrl, token('fz-publisher'));
+    await publisher.ok({ type: 'join', room });
+    const hostile = await Promise.all(nodes.map((n) => TestClient.connect(n.wsUrl, token('fz-hostile'))));
+    for (const h of hostile) await h.ok({ type: 'join', room });
+    const baselines = nodes.map((n) => rssKb(n.pid));
+    const peaks = [...baselines];
+
+    const acked: { id: string; offset: number }[] = [];
+    const tally: Record<string, number> = {};
+    for (const [i, a] of actions.entries()) {
+      tally[a.kind] = (tally[a.kind] ?? 0) + 1;
+      switch (a.kind) {
+        case 'publish': {
+          const r = await paced(publisher, { type: 'publish', room, body: a.body, key: `k${i}` });
+          expect(r.ok).toBe(true);
+          acked.push({ id: r.id as string, offset: r.offset as number });
+          break;
+        }
+        case 'deep': {
+          const h = hostile[a.node]!;
+          const reply = h.next((f) => f.re === 1_000_000 + i);
+          h.sendRaw(
+            `{"id":${1_000_000 + i},"type":"publish","room":"${room}","body":${'['.repeat(a.depth)}${']'.repeat(a.depth)}}`,
+          );
+          expect(await reply).toMatchObject({ ok: false, error: { code: 'bad_request' } });
+          const history = await paced(h, { type: 'history', room, limit: 100 });
+          expect(history.ok).toBe(true);
+          break;
+        }
+        case 'history': {
+          const r = await paced(hostile[a.node]!, {
+            type: 'history',
+            room,
+            limit: a.limit,
+            before: a.before,
+          });
+          expect(r.ok).toBe(true);
+          break;
+        }
+        case 'read-missing': {
+          const r = await paced(hostile[a.node]!, { type: 'history', room: a.room });
+          expect(r).toMatchObject({ ok: true, epoch: '', offset: 0, messages: [] });
+          break;
+        }
+        case 'flood': {
+          const ws = new WebSocket(`${nodes[a.node]!.wsUrl}?token=${token(`fz-flood-${i}`)}`);
+          ws.on('error', () => undefined);
+          await new Promise((resolve) => ws.once('message', resolve));
+          (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+          for (let k = 0; k < a.commands; k++)
+            ws.send(JSON.stringify({ id: k, type: 'history', room, limit: 100 }));
+          floods.push(ws);
+          break;
+        }
+        case 'garbage':
+          hostile[a.node]!.sendRaw(a.frame);
+          break;
+      }
+      if (i % 25 === 0)
+        for (const [n, node] of nodes.entries()) peaks[n] = Math.max(peaks[n]!, rssKb(node.pid));
+    }
+    // Both nodes serve a fresh client within a second.
+    for (const node of nodes) {
+      const start = performance.now();
+      const probe = await TestClient.connect(node.wsUrl, token('fz-probe'));
+      expect((await probe.request({ type: 'ping' }, 1000)).ok).toBe(true);
+      expect(performance.now() - start).toBeLessThan(1000);
+      await probe.close();
+    }
+    // Every acknowledged publish reached the subscriber on the other node once, in offset order.
+    const last = acked[acked.length - 1];
+    if (last) await subscriber.waitFor((f) => f.type === 'message' && f.offset === last.offset, 20_000);
+    const received = subscriber.events('message', room);
+    const offsets = received.map((f) => f.offset as number);
+    expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
+    expect(new Set(offsets).size).toBe(offsets.length);
+    const ids = new Set(received.map((f) => f.id));
+    const lost = acked.filter((m) => !ids.has(m.id));
+    expect(subscriber.events('gap')).toEqual([]);
+    console.log(
+      `structured fuzz: ${JSON.stringify({ seed, actions: tally, acked: acked.length, received: received.length, lost: lost.length, rssKb: { baselines, peaks } })}`,
+    );
+    expect(lost).toEqual([]);
+    // Nothing but acknowledged publishes was stored.
+    expect(received.length).toBe(acked.length);
+    for (const [n] of nodes.entries()) expect(peaks[n]! - baselines[n]!).toBeLessThan(200 * 1024);
+    await Promise.all([subscriber.close(), publisher.close(), ...hostile.map((h) => h.close())]);
+  } finally {
+    for (const ws of floods) ws.terminate();
+    await Promise.all(nodes.map((n) => n.kill()));
+    await redis.stop();
+  }
+}, 120_000);

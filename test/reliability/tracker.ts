@@ -85,7 +85,8 @@ export class Subscriber {
         } else if (f.type === 'message' && f.room === this.room) {
           const offset = f.offset as number;
           if (f.epoch !== this.epoch) {
-            this.gaps.push({ epochChange: true, from: this.last + 1, epoch: f.epoch });
+            // Offset 0 has seen nothing: a room that was empty (epoch "") at join continues into its first epoch.
+            if (this.last > 0) this.gaps.push({ epochChange: true, from: this.last + 1, epoch: f.epoch });
             this.epoch = f.epoch as string;
           }
           const key = `${String(f.epoch)}:${offset}`;

@@ -81,7 +81,7 @@ export const clusterOverview = {
         timeseries({
           title: 'Connections opened and closed',
           description:
-            'Connections opened per second (gateway_connections_opened_total) and closed per second by WebSocket close code (gateway_connections_closed_total): 1001 is a drain, 1006 a dropped TCP connection, 4001 an expired token.',
+            'Connections opened per second (gateway_connections_opened_total) and closed per second by close-code group (gateway_connections_closed_total): going_away is a drain, error mostly dropped TCP connections, expired an expired token, slow a client that did not read (4008).',
           unit: 'cps',
           queries: [
             { expr: 'sum(rate(gateway_connections_opened_total[$__rate_interval]))', legend: 'opened' },

@@ -75,7 +75,7 @@ export const nodeDetail = {
         timeseries({
           title: 'Connections opened and closed',
           description:
-            'Opened per second, and closed per second by close code (gateway_connections_opened_total, gateway_connections_closed_total).',
+            'Opened per second, and closed per second by close-code group (gateway_connections_opened_total, gateway_connections_closed_total).',
           unit: 'cps',
           queries: [
             {

@@ -152,6 +152,16 @@ const ENV = {
   MAX_VIOLATIONS: { def: '20', parse: int('MAX_VIOLATIONS', 1, 1000000) },
   IDLE_TIMEOUT_S: { def: '60', parse: int('IDLE_TIMEOUT_S', 8, 960) },
   SLOW_CONSUMER_BYTES: { def: '1048576', parse: int('SLOW_CONSUMER_BYTES', 1024, 1073741824) },
+  MAX_BODY_DEPTH: { def: '32', parse: int('MAX_BODY_DEPTH', 1, 1000) },
+  MAX_INFLIGHT_PER_CONNECTION: { def: '128', parse: int('MAX_INFLIGHT_PER_CONNECTION', 1, 100000) },
+  REPLY_BYTES_PER_S: { def: '1048576', parse: int('REPLY_BYTES_PER_S', 1024, 1073741824) },
+  HEAVY_COMMAND_BUFFER_BYTES: {
+    def: '262144',
+    parse: int('HEAVY_COMMAND_BUFFER_BYTES', 1024, 1073741824),
+  },
+  MAX_BUFFERED_BYTES: { def: '4194304', parse: int('MAX_BUFFERED_BYTES', 4096, 1073741824) },
+  HISTORY_READ_CONCURRENCY: { def: '8', parse: int('HISTORY_READ_CONCURRENCY', 1, 100000) },
+  PRESENCE_REPLY_MAX: { def: '1000', parse: int('PRESENCE_REPLY_MAX', 1, 1000000) },
   HISTORY_SIZE: { def: '1000', parse: int('HISTORY_SIZE', 1, 10000000) },
   HISTORY_TTL_S: { def: '86400', parse: int('HISTORY_TTL_S', 1, 31536000) },
   INBOX_SIZE: { def: '1000', parse: int('INBOX_SIZE', 1, 10000000) },
@@ -262,6 +272,20 @@ export interface Config {
     maxViolations: number;
     idleTimeoutS: number;
     slowConsumerBytes: number;
+    /** Nesting depth of `body` (arrays and objects) accepted by publish and dm. */
+    maxBodyDepth: number;
+    /** Commands of one connection being processed at once; beyond, rate_limited. */
+    maxInflight: number;
+    /** Bytes per second (and burst) of history/presence/replay replies per connection. */
+    replyBytesPerS: number;
+    /** Heavy commands (history, presence, replays) are refused while the send buffer is above this. */
+    heavyCommandBufferBytes: number;
+    /** A connection whose send buffer passes this is closed with 4008. */
+    maxBufferedBytes: number;
+    /** Catch-up reads from history running at once on this node. */
+    historyReadConcurrency: number;
+    /** Users listed in a presence reply; `total` counts all of them. */
+    presenceReplyMax: number;
   };
   history: { size: number; ttlS: number; inboxSize: number; inboxTtlS: number; dedupWindowS: number };
   presenceTtlMs: number;
@@ -370,6 +394,11 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
   const maxFrameBytes = read(env, 'MAX_FRAME_BYTES')!;
   if (maxFrameBytes < maxMessageBytes + 1024)
     throw new ConfigError('MAX_FRAME_BYTES must exceed MAX_MESSAGE_BYTES by at least 1024');
+  const slowConsumerBytes = read(env, 'SLOW_CONSUMER_BYTES')!;
+  if (read(env, 'MAX_BUFFERED_BYTES')! < slowConsumerBytes + 2 * maxFrameBytes)
+    throw new ConfigError(
+      'MAX_BUFFERED_BYTES must exceed SLOW_CONSUMER_BYTES by at least 2 × MAX_FRAME_BYTES',
+    );
   const config: Config = {
     port: read(env, 'PORT')!,
     host: read(env, 'HOST')!,
@@ -421,6 +450,13 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
       maxViolations: read(env, 'MAX_VIOLATIONS')!,
       idleTimeoutS: read(env, 'IDLE_TIMEOUT_S')!,
       slowConsumerBytes: read(env, 'SLOW_CONSUMER_BYTES')!,
+      maxBodyDepth: read(env, 'MAX_BODY_DEPTH')!,
+      maxInflight: read(env, 'MAX_INFLIGHT_PER_CONNECTION')!,
+      replyBytesPerS: read(env, 'REPLY_BYTES_PER_S')!,
+      heavyCommandBufferBytes: read(env, 'HEAVY_COMMAND_BUFFER_BYTES')!,
+      maxBufferedBytes: read(env, 'MAX_BUFFERED_BYTES')!,
+      historyReadConcurrency: read(env, 'HISTORY_READ_CONCURRENCY')!,
+      presenceReplyMax: read(env, 'PRESENCE_REPLY_MAX')!,
     },
     history: {
       size: read(env, 'HISTORY_SIZE')!,

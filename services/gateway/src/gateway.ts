@@ -14,11 +14,12 @@ import {
   FrameError,
   MAX_USER_LENGTH,
   validateCommand,
+  valueDepth,
   type Command,
 } from './protocol/commands';
 import { DecodeError, decodeMsgpack } from './protocol/encoding';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
-import { errorReply, eventTail, okReply } from './protocol/frames';
+import { errorReply, eventTail, okReply, okReplyWithFrames, RawJson } from './protocol/frames';
 import type { Hooks } from './hooks/hooks';
 import { isWellFormed } from './protocol/unicode';
 
@@ -45,16 +46,63 @@ class Bucket {
   }
 }
 
+/**
+ * Bytes per second for the heavy replies of one connection (history, presence, replays), with a burst of one
+ * second's worth. A heavy command is admitted while the balance is positive and reserves its worst case; the reply
+ * then settles the reservation with its real size. The balance may go negative; the connection then waits.
+ */
+class ByteBudget {
+  private balance: number;
+  private last = performance.now();
+  constructor(private readonly rate: number) {
+    this.balance = rate;
+  }
+  private refill(): void {
+    const now = performance.now();
+    this.balance = Math.min(this.rate, this.balance + ((now - this.last) * this.rate) / 1000);
+    this.last = now;
+  }
+  /** 0 when a heavy command may start now, else ms until it may. */
+  wait(): number {
+    this.refill();
+    return this.balance > 0 ? 0 : Math.ceil(((1 - this.balance) * 1000) / this.rate);
+  }
+  spend(bytes: number): void {
+    this.refill();
+    this.balance -= bytes;
+  }
+}
+
 interface Session {
   client: Client;
   identity: Identity;
   /** Created at the first command (an idle connection never needs one). */
   bucket?: Bucket;
   violations: number[];
+  /** Commands received and not yet answered. */
+  inflight: number;
+  replyBudget: ByteBudget;
+}
+
+/** Commands whose reply (or replay) can be large: admitted against the send buffer and the byte budget. */
+function heavy(c: Command): boolean {
+  return (
+    c.type === 'history' ||
+    c.type === 'presence' ||
+    ((c.type === 'join' || c.type === 'inbox') && c.since !== undefined)
+  );
 }
 
 /** A reply may carry work that must run right after the reply is written (JSON.stringify skips symbols). */
 const AFTER_REPLY = Symbol('afterReply');
+/** A reply may carry stored frames, spliced into it as stored: `{name, frames}`. */
+const FRAMES = Symbol('frames');
+/** retryAfterMs for a command refused because too many of the connection's commands are in flight. */
+const INFLIGHT_RETRY_MS = 100;
+/** retryAfterMs for a heavy command refused while the send buffer is above HEAVY_COMMAND_BUFFER_BYTES. */
+const BUFFER_RETRY_MS = 500;
+/** What a presence reply reserves per listed user from the byte budget before its real size is known. */
+const PRESENCE_RESERVE_BYTES_PER_USER = 64;
 const VIOLATION_WINDOW_MS = 60_000;
 
 let idCounter = 0;
@@ -100,6 +148,8 @@ export class Gateway {
       identity,
       bucket: undefined,
       violations: [],
+      inflight: 0,
+      replyBudget: new ByteBudget(this.config.limits.replyBytesPerS),
     };
     this.sessions.set(client, session);
     if (identity.expiresAt !== null) this.expiries.add(session, identity.expiresAt);
@@ -107,7 +157,11 @@ export class Gateway {
     // The welcome goes out once the connection is live on its inbox and counted in the connection map, so a DM
     // sent after a client saw its welcome is delivered live and counted in the sender's `delivered`.
     client.inboxReady = this.openInbox(client);
-    void this.welcome(client, identity);
+    // Handled here; inbox() awaits it again and answers its failure.
+    client.inboxReady.catch(() => undefined);
+    this.welcome(client, identity).catch((err: unknown) =>
+      this.log.error({ err, conn: client.id }, 'welcome failed'),
+    );
     return client;
   }
 
@@ -152,7 +206,7 @@ export class Gateway {
     client.closed = true;
     if (session.identity.expiresAt !== null) this.expiries.remove(session, session.identity.expiresAt);
     this.hub.forget(client);
-    this.metrics.connectionsClosed.inc({ code: String(code) });
+    this.metrics.connectionsClosed.inc({ code: closeBucket(code) });
     for (const room of client.rooms.keys()) this.leaveRoom(client, room);
     if (client.inbox) this.hub.remove(client, client.inbox.ref);
     this.engine
@@ -199,22 +253,94 @@ export class Gateway {
       this.fail(session, command.id, 'rate_limited', 'too many commands on this connection', wait);
       return;
     }
-    this.dispatch(session, command).then(
-      (fields) => {
-        this.send(client, okReply(command.id, fields), 'reply');
-        (fields[AFTER_REPLY] as (() => void) | undefined)?.();
-      },
-      (err: unknown) => {
-        if (err instanceof ProtocolError)
-          this.fail(session, command.id, err.code, err.message, err.retryAfterMs);
-        else if (err instanceof UnavailableError)
-          this.fail(session, command.id, 'unavailable', 'storage unavailable, retry');
-        else {
-          this.log.error({ err, conn: client.id, type: command.type }, 'command failed');
+    if (!this.admit(session, command)) return;
+    const reserved = this.reserve(session, command);
+    session.inflight++;
+    this.dispatch(session, command)
+      .then(
+        (fields) => {
+          session.inflight--;
+          let frame: string;
+          try {
+            const spliced = fields[FRAMES] as { name: string; frames: string[] } | undefined;
+            frame = spliced
+              ? okReplyWithFrames(command.id, fields, spliced.name, spliced.frames)
+              : okReply(command.id, fields);
+          } catch (err) {
+            this.log.error({ err, conn: client.id, type: command.type }, 'reply could not be built');
+            this.fail(session, command.id, 'internal', 'internal error');
+            return;
+          }
+          if (reserved > 0) session.replyBudget.spend(frame.length - reserved);
+          this.send(client, frame, 'reply');
+          (fields[AFTER_REPLY] as (() => void) | undefined)?.();
+        },
+        (err: unknown) => {
+          session.inflight--;
+          if (reserved > 0) session.replyBudget.spend(-reserved);
+          if (err instanceof ProtocolError)
+            this.fail(session, command.id, err.code, err.message, err.retryAfterMs);
+          else if (err instanceof UnavailableError)
+            this.fail(session, command.id, 'unavailable', 'storage unavailable, retry');
+          else {
+            this.log.error({ err, conn: client.id, type: command.type }, 'command failed');
+            this.fail(session, command.id, 'internal', 'internal error');
+          }
+        },
+      )
+      // Nothing a reply does may reject unhandled: a failure here costs one `internal` reply at most.
+      .catch((err: unknown) => {
+        this.log.error({ err, conn: client.id, type: command.type }, 'reply failed');
+        try {
           this.fail(session, command.id, 'internal', 'internal error');
+        } catch {
+          // The connection is gone; nothing to answer.
         }
-      },
-    );
+      });
+  }
+
+  /**
+   * The per-connection budgets: commands in flight, and for heavy commands the send buffer and the reply byte
+   * budget. Answers rate_limited (with retryAfterMs) and returns false when the command may not run now.
+   */
+  private admit(session: Session, command: Command): boolean {
+    const { limits } = this.config;
+    const refuse = (scope: string, message: string, retryAfterMs: number) => {
+      this.metrics.rateLimited.inc({ scope });
+      this.fail(session, command.id, 'rate_limited', message, retryAfterMs);
+      return false;
+    };
+    if (session.inflight >= limits.maxInflight)
+      return refuse(
+        'inflight',
+        `at most ${limits.maxInflight} commands in flight per connection`,
+        INFLIGHT_RETRY_MS,
+      );
+    if (!heavy(command)) return true;
+    if (session.client.conn.bufferedAmount() > limits.heavyCommandBufferBytes)
+      return refuse(
+        'send_buffer',
+        'the connection is not reading its replies; read them first',
+        BUFFER_RETRY_MS,
+      );
+    const wait = session.replyBudget.wait();
+    if (wait > 0) return refuse('reply_bytes', 'reply byte budget spent on this connection', wait);
+    return true;
+  }
+
+  /** Reserves a heavy command's worst-case reply size from the byte budget; returns the amount reserved. */
+  private reserve(session: Session, command: Command): number {
+    let bytes = 0;
+    if (command.type === 'history') bytes = command.limit * (this.config.limits.maxMessageBytes + 256);
+    else if (command.type === 'presence')
+      bytes = this.config.limits.presenceReplyMax * PRESENCE_RESERVE_BYTES_PER_USER;
+    if (bytes > 0) session.replyBudget.spend(bytes);
+    return bytes;
+  }
+
+  /** Bytes replayed to the client from history (join/inbox with since, catch-ups): spent from its budget. */
+  replayed(client: Client, bytes: number): void {
+    this.sessions.get(client)?.replyBudget.spend(bytes);
   }
 
   /** One frame into a command through the one validator; each encoding accepts only its own frame kind. */
@@ -250,13 +376,25 @@ export class Gateway {
     }
   }
 
+  /** The egress for replies. A socket whose send buffer passed MAX_BUFFERED_BYTES is closed with 4008. */
   private send(client: Client, frame: string, type: string): void {
     if (client.closed) return;
     client.conn.send(frame);
     this.stats.countOut(type, frame.length);
+    if (client.conn.bufferedAmount() > this.config.limits.maxBufferedBytes) this.overBuffered(client);
   }
 
-  private dispatch(session: Session, c: Command): Promise<Record<string | symbol, unknown>> {
+  /** Closes a connection that holds more than MAX_BUFFERED_BYTES of unsent frames (replies and events together). */
+  overBuffered(client: Client): void {
+    if (client.closed) return;
+    this.log.info(
+      { conn: client.id, user: client.user, buffered: client.conn.bufferedAmount() },
+      'send buffer over MAX_BUFFERED_BYTES; closing',
+    );
+    client.conn.close(CLOSE.slowConsumer, 'not reading: send buffer over the limit');
+  }
+
+  private async dispatch(session: Session, c: Command): Promise<Record<string | symbol, unknown>> {
     switch (c.type) {
       case 'join':
         return this.join(session, c.room, c.since);
@@ -304,7 +442,7 @@ export class Gateway {
     if (existing) {
       return {
         room,
-        presence: await this.engine.presence(room),
+        ...this.presenceFields(await this.engine.presence(room)),
         offset: existing.offset,
         epoch: existing.epoch,
       };
@@ -326,7 +464,12 @@ export class Gateway {
       ]);
       if (client.closed || client.rooms.get(room) !== sub)
         throw new ProtocolError('not_member', 'left while joining');
-      const reply: Record<string | symbol, unknown> = { room, presence, offset: head.top, epoch: head.epoch };
+      const reply: Record<string | symbol, unknown> = {
+        room,
+        ...this.presenceFields(presence),
+        offset: head.top,
+        epoch: head.epoch,
+      };
       if (!since) {
         reply[AFTER_REPLY] = () => this.hub.start(client, sub, head.epoch, head.top, false);
         return reply;
@@ -466,7 +609,15 @@ export class Gateway {
 
   private async presenceOf(session: Session, room: string): Promise<Record<string, unknown>> {
     this.checkRoom(session, room);
-    return { room, presence: await this.engine.presence(room) };
+    return { room, ...this.presenceFields(await this.engine.presence(room)) };
+  }
+
+  /** At most PRESENCE_REPLY_MAX users, and how many there are in all. */
+  private presenceFields(users: string[]): { presence: string[]; total: number } {
+    const max = this.config.limits.presenceReplyMax;
+    if (users.length <= max) return { presence: users, total: users.length };
+    this.metrics.presenceTruncated.inc();
+    return { presence: users.slice(0, max), total: users.length };
   }
 
   private async history(
@@ -474,14 +625,16 @@ export class Gateway {
     room: string,
     limit: number,
     before?: number,
-  ): Promise<Record<string, unknown>> {
+  ): Promise<Record<string | symbol, unknown>> {
     this.checkRoom(session, room);
-    const page = await this.engine.readBefore({ kind: 'room', name: room }, before, limit);
+    const page = await this.hub.readHistory(() =>
+      this.engine.readBefore({ kind: 'room', name: room }, before, limit),
+    );
     return {
       room,
       offset: page.top,
       epoch: page.epoch,
-      messages: page.events.map((e) => JSON.parse(e.frame) as unknown),
+      [FRAMES]: { name: 'messages', frames: page.events.map((e) => e.frame) },
     };
   }
 
@@ -597,7 +750,8 @@ export class Gateway {
 
   /** Server API validation: the socket command's own parser and limits, so both answer the same errors. */
   validate(command: Record<string, unknown>): Command {
-    return parseCommand(JSON.stringify({ ...command, id: 0 }), this.config.limits);
+    // The decoded value is checked as it is (depth before any JSON.stringify of it): no text round trip.
+    return validateCommand({ ...command, id: 0 }, this.config.limits);
   }
 
   validUser(user: unknown, field = 'user'): string {
@@ -635,7 +789,8 @@ export class Gateway {
       room,
       offset: page.top,
       epoch: page.epoch,
-      messages: page.events.map((e) => JSON.parse(e.frame) as unknown),
+      // Stored frames go out as stored (never parsed and serialized again; see routes' JSON writer).
+      messages: page.events.map((e) => new RawJson(e.frame)),
     };
   }
 
@@ -658,11 +813,49 @@ export class Gateway {
   }
 }
 
+/** Close codes grouped into a fixed set of metric labels, so a client cannot create series with its own codes. */
+export function closeBucket(code: number): string {
+  switch (code) {
+    case CLOSE.normal:
+    case 1005: // no status in the close frame
+      return 'normal';
+    case CLOSE.goingAway:
+      return 'going_away';
+    case CLOSE.policy:
+      return 'policy';
+    case CLOSE.tokenExpired:
+      return 'expired';
+    case CLOSE.kicked:
+      return 'kicked';
+    case CLOSE.tokenRevoked:
+      return 'revoked';
+    case CLOSE.tooManyConnections:
+      return 'too_many';
+    case CLOSE.slowConsumer:
+      return 'slow';
+    case 1002:
+    case 1003:
+    case 1006:
+    case 1007:
+    case 1009:
+    case CLOSE.internal:
+      return 'error';
+    default:
+      return 'other';
+  }
+}
+
+/**
+ * Whether a position can be continued from the stream's head without a gap. Offset 0 has seen nothing, so it
+ * continues into any epoch. An epoch of "" (a stream that was empty when the client read it) names no epoch, like an
+ * omitted one: the stream's current epoch is meant.
+ */
 function recoverable(
   since: { offset: number; epoch?: string },
   head: { epoch: string; top: number; events: { offset: number }[] },
 ): boolean {
-  if (since.epoch !== undefined && since.epoch !== head.epoch) return false;
+  if (since.offset !== 0 && since.epoch !== undefined && since.epoch !== '' && since.epoch !== head.epoch)
+    return false;
   if (since.offset > head.top) return false;
   if (since.offset === head.top) return true;
   const first = head.events[0];

@@ -33,6 +33,9 @@ async function main(): Promise<void> {
     );
   }
   const server = await startServer(config, log);
+  // A safety net, not a design: every promise is handled where it is made. Node would exit on an unhandled
+  // rejection; a node must never exit because of anything a client sends.
+  process.on('unhandledRejection', (err) => server.unhandledRejection(err));
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

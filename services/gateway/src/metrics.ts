@@ -23,6 +23,8 @@ export function createMetrics(
     rooms: number;
     channels: number;
     slow: number;
+    historyReadsRunning: number;
+    historyReadsWaiting: number;
     ready: boolean;
     draining: boolean;
     sameNodeIdPeers: number;
@@ -45,6 +47,16 @@ export function createMetrics(
   gauge('gateway_rooms', 'Rooms with at least one local member.', (g) => g.rooms);
   gauge('gateway_pubsub_channels', 'Bus channels this node is subscribed to.', (g) => g.channels);
   gauge('gateway_slow_consumers', 'Connections currently held back by backpressure.', (g) => g.slow);
+  gauge(
+    'gateway_history_reads_running',
+    'Reads of stored history (history pages, replays, catch-ups) running now (at most HISTORY_READ_CONCURRENCY).',
+    (g) => g.historyReadsRunning,
+  );
+  gauge(
+    'gateway_history_reads_waiting',
+    'Reads of stored history waiting for a turn because HISTORY_READ_CONCURRENCY are running.',
+    (g) => g.historyReadsWaiting,
+  );
   gauge('gateway_ready', '1 when the node accepts traffic (engine reachable, not draining).', (g) =>
     g.ready ? 1 : 0,
   );
@@ -100,7 +112,7 @@ export function createMetrics(
     connectionsOpened: counter('gateway_connections_opened_total', 'WebSocket connections opened.'),
     connectionsClosed: counter(
       'gateway_connections_closed_total',
-      'WebSocket connections closed, by close code.',
+      'WebSocket connections closed, by close-code group (normal, going_away, policy, expired, kicked, revoked, slow, error, other).',
       ['code'],
     ),
     upgradesRejected: counter('gateway_upgrades_rejected_total', 'Upgrades refused, by reason.', ['reason']),
@@ -115,6 +127,14 @@ export function createMetrics(
     backpressure: counter(
       'gateway_backpressure_events_total',
       'Times a connection passed SLOW_CONSUMER_BYTES and live pushes to it paused.',
+    ),
+    presenceTruncated: counter(
+      'gateway_presence_truncated_total',
+      'presence and join replies that listed PRESENCE_REPLY_MAX users of more.',
+    ),
+    unhandledRejections: counter(
+      'gateway_unhandled_rejections_total',
+      'Promise rejections nothing handled (each a bug, logged; the node goes on).',
     ),
     recoveries: counter('gateway_recoveries_total', 'join/inbox with since, by result.', ['result']),
     redisErrors: counter(

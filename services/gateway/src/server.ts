@@ -39,6 +39,8 @@ export interface Server {
   port: number;
   /** Graceful shutdown: not ready, reconnect + 1001 to every client, Redis entries removed. */
   drain(): Promise<void>;
+  /** A rejection nothing handled (a bug): logged and counted; the node goes on. */
+  unhandledRejection(err: unknown): void;
 }
 
 export async function startServer(config: Readonly<Config>, log: Logger): Promise<Server> {
@@ -87,6 +89,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     rooms: hub.roomCount,
     channels: hub.channelCount,
     slow: hub.slowConsumers,
+    historyReadsRunning: hub.historyReads.running,
+    historyReadsWaiting: hub.historyReads.waiting,
     ready: ready(),
     draining,
     sameNodeIdPeers: engine.sameNodeIdPeers(),
@@ -97,6 +101,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       slowConsumerBytes: config.limits.slowConsumerBytes,
       catchUpPage: 100,
       presenceBatchMs: config.presenceBatchMs,
+      maxBufferedBytes: config.limits.maxBufferedBytes,
+      historyReadConcurrency: config.limits.historyReadConcurrency,
     },
     stats,
     {
@@ -104,6 +110,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
       disconnectUser: (user) => gateway.disconnectUser(user),
       roomForUser: (user, kind, room) => gateway.roomForUser(user, kind, room),
+      overBuffered: (client) => gateway.overBuffered(client),
+      replayed: (client, bytes) => gateway.replayed(client, bytes),
     },
     log,
   );
@@ -242,7 +250,12 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       port: config.port,
       maxFrameBytes: config.limits.maxFrameBytes,
       idleTimeoutS: config.limits.idleTimeoutS,
-      maxBackpressure: config.limits.slowConsumerBytes + 8 * config.limits.maxFrameBytes,
+      // Past MAX_BUFFERED_BYTES the gateway closes the socket (4008). uWS must still take the frame that crossed
+      // the bound (at most a full history page) and the close frame after it, so its own limit sits above both.
+      maxBackpressure:
+        config.limits.maxBufferedBytes +
+        100 * (config.limits.maxMessageBytes + 512) +
+        2 * config.limits.maxFrameBytes,
       maxHttpBodyBytes: config.limits.maxFrameBytes,
       trustProxy: config.trustProxy,
       tokenCookie: config.tokenCookie,
@@ -335,7 +348,12 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     log.info('drained');
   };
 
-  return { port, drain };
+  const unhandledRejection = (err: unknown) => {
+    metrics.unhandledRejections.inc();
+    log.error({ err }, 'unhandled promise rejection (a bug); the node goes on');
+  };
+
+  return { port, drain, unhandledRejection };
 }
 
 /** A cookie-carried token is accepted from the gateway's own origin (same host) or an ALLOWED_ORIGINS entry. */

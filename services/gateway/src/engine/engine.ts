@@ -35,6 +35,7 @@ export interface AppendResult {
 }
 
 export interface ReadResult {
+  /** "" for a stream that holds nothing (never written, or expired): its epoch is created by its first append. */
   epoch: string;
   /** The stream's latest offset (0 when nothing was ever stored in this epoch). */
   top: number;
@@ -134,9 +135,12 @@ export interface Engine {
    * Rejects (nothing promised) when the store cannot be reached in time.
    */
   append(stream: StreamRef, input: AppendInput): Promise<AppendResult>;
-  /** Events with offset > after, at most `limit`. Creates the stream's epoch if it has none yet. */
+  /**
+   * Events with offset > after, at most `limit`. Reads write nothing: a stream that does not exist answers
+   * {epoch: "", top: 0, events: []} and is not created.
+   */
   read(stream: StreamRef, after: number, limit: number): Promise<ReadResult>;
-  /** The `limit` newest events with offset < before (or the newest when before is undefined), ascending. */
+  /** The `limit` newest events with offset < before (or the newest when before is undefined), ascending. Writes nothing. */
   readBefore(stream: StreamRef, before: number | undefined, limit: number): Promise<ReadResult>;
 
   /** Marks `user` present in `room` via this node; publishes a join event when it is the user's first node. */

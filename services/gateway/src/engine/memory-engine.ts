@@ -138,8 +138,15 @@ export class MemoryEngine implements Engine {
     return result;
   }
 
+  /** The stream if it exists and has not expired; reads never create one. */
+  private existing(ref: StreamRef): Stream | undefined {
+    const s = this.streams.get(this.channel(ref));
+    return s && s.expiresAt >= Date.now() ? s : undefined;
+  }
+
   async read(ref: StreamRef, after: number, limit: number): Promise<ReadResult> {
-    const s = this.stream(ref);
+    const s = this.existing(ref);
+    if (!s) return { epoch: '', top: 0, events: [] };
     const events: StoredEvent[] = [];
     for (const e of s.events) {
       if (e.offset > after) events.push(e);
@@ -149,7 +156,8 @@ export class MemoryEngine implements Engine {
   }
 
   async readBefore(ref: StreamRef, before: number | undefined, limit: number): Promise<ReadResult> {
-    const s = this.stream(ref);
+    const s = this.existing(ref);
+    if (!s) return { epoch: '', top: 0, events: [] };
     const older = s.events.filter((e) => before === undefined || e.offset < before);
     return { epoch: s.epoch, top: s.top, events: older.slice(-limit) };
   }

@@ -163,6 +163,11 @@ export class RedisEngine implements Engine {
   /** '1' where a replica can be promoted (cluster, sentinel): see FAILOVER_OFFSET_JUMP. */
   private readonly failoverJump: '0' | '1';
   private readonly writers: Scripted[];
+  /**
+   * Reads of more than one event (history pages, catch-ups) go over a connection of their own: megabytes of
+   * history in flight never delay the small commands (welcomes, joins, presence, appends) queued behind them.
+   */
+  private readonly reader: Scripted;
   private nextWriter = 0;
   private stopped = false;
   private readonly denylist = new Denylist();
@@ -197,6 +202,7 @@ export class RedisEngine implements Engine {
       },
     };
     this.redis = this.client(`gateway:${this.instance}`);
+    this.reader = this.client(`gateway-r:${this.instance}`);
     if (this.topology === 'cluster') {
       const auth = credentials(opts.url);
       const cluster = this.redis as Cluster;
@@ -337,7 +343,9 @@ export class RedisEngine implements Engine {
 
   async start(): Promise<void> {
     // The connections keep retrying in the background if Redis is down now; /readyz says so meanwhile.
-    await Promise.all([this.redis, ...this.writers].map((c) => c.connect().catch(() => undefined)));
+    await Promise.all(
+      [this.redis, this.reader, ...this.writers].map((c) => c.connect().catch(() => undefined)),
+    );
     await this.bus.start().catch((err: Error) => this.log.warn({ err: err.message }, 'bus start failed'));
     // The readiness probe: one PING in flight at a time; ready() turns false as soon as one has waited longer
     // than probeTimeoutMs, without waiting for it to time out.
@@ -454,7 +462,12 @@ export class RedisEngine implements Engine {
     this.stopped = true;
     clearInterval(this.pinger);
     clearInterval(this.denylistTimer);
-    await Promise.allSettled([this.redis.quit(), ...this.writers.map((w) => w.quit()), this.bus.stop()]);
+    await Promise.allSettled([
+      this.redis.quit(),
+      this.reader.quit(),
+      ...this.writers.map((w) => w.quit()),
+      this.bus.stop(),
+    ]);
   }
 
   ready(): boolean {
@@ -575,14 +588,12 @@ export class RedisEngine implements Engine {
     limit: number,
   ): Promise<ReadResult> {
     const [epoch, top, entries] = await this.timed('read', () =>
-      this.redis.rcRead(
+      (limit > 1 ? this.reader : this.redis).rcRead(
         this.keys.meta(ref),
         this.keys.history(ref),
         mode,
         at,
         limit,
-        newEpoch(),
-        this.bounds(ref).ttlS,
       ),
     );
     const events: StoredEvent[] = entries.map(([id, fields]) => ({

@@ -51,17 +51,13 @@ return {1, offset, epoch}
 `;
 
 /**
- * KEYS: meta, history.  ARGV: mode ('after'|'before'), after_or_before ('' = newest), limit, new_epoch, ttl_s.
- * Returns {epoch, top, entries}; creates the epoch when the stream has none.
+ * KEYS: meta, history.  ARGV: mode ('after'|'before'), after_or_before ('' = newest), limit.
+ * Returns {epoch, top, entries}. Writes nothing: a stream with no epoch (never written, or expired) answers
+ * {'', 0, {}}; its epoch is created by its first append.
  */
 export const READ = `
 local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-end
+if not epoch then return {'', '0', {}} end
 local top = redis.call('HGET', KEYS[1], 'o') or '0'
 local entries
 if ARGV[1] == 'after' then

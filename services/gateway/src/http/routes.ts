@@ -4,6 +4,7 @@ import { extname, join } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { apiErrorBody, errorOf, matchRoute, type ServerApi } from './api';
 import { openApiDocument } from './openapi';
+import { stringifyWithRaw } from '../protocol/frames';
 
 export interface HttpRequest {
   method: string;
@@ -33,7 +34,7 @@ export interface RouteDeps {
   staticDir?: string;
 }
 
-const json = (status: number, value: unknown): HttpResponse => ({ status, body: JSON.stringify(value) });
+const json = (status: number, value: unknown): HttpResponse => ({ status, body: stringifyWithRaw(value) });
 const apiError = (status: number, code: string, message: string) => json(status, apiErrorBody(code, message));
 
 const TYPES: Record<string, string> = {

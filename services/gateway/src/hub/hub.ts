@@ -32,6 +32,10 @@ export interface HubOptions {
    * change, at once). Filling a room of n members one join at a time costs O(n^2) frames unbatched.
    */
   presenceBatchMs: number;
+  /** A socket whose send buffer passes this is handed to events.overBuffered (the gateway closes it). */
+  maxBufferedBytes: number;
+  /** Reads of stored history (catch-ups, and `history` pages through readHistory) running at once; more wait. */
+  historyReadConcurrency: number;
 }
 
 export interface HubEvents {
@@ -40,11 +44,40 @@ export interface HubEvents {
   disconnectUser(user: string): void;
   /** Server API join/leave for every local connection of the user. */
   roomForUser(user: string, kind: 'join' | 'leave', room: string): void;
+  /** The send buffer passed maxBufferedBytes. */
+  overBuffered(client: Client): void;
+  /** Bytes of stored events a catch-up wrote to the client. */
+  replayed(client: Client, bytes: number): void;
+}
+
+/**
+ * Bounds the reads of stored history in flight on a node (catch-ups and history pages): many slow consumers resuming
+ * at once, or many clients paging large histories, cannot spike the node's memory or Redis's output.
+ */
+class Semaphore {
+  running = 0;
+  private readonly queue: (() => void)[] = [];
+  constructor(private readonly max: number) {}
+  get waiting(): number {
+    return this.queue.length;
+  }
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.max) await new Promise<void>((go) => this.queue.push(go));
+    else this.running++;
+    try {
+      return await work();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
 }
 
 export class Hub {
   private readonly topics = new Map<string, Topic>();
   private slow = 0;
+  private readonly historyReadSlots: Semaphore;
 
   constructor(
     private readonly engine: Engine,
@@ -53,6 +86,7 @@ export class Hub {
     private readonly events: HubEvents,
     private readonly log: Logger,
   ) {
+    this.historyReadSlots = new Semaphore(opts.historyReadConcurrency);
     engine.onMessage((channel, message) => this.onBus(channel, message));
     engine.onResync(() => this.resyncAll());
   }
@@ -69,6 +103,16 @@ export class Hub {
 
   get slowConsumers(): number {
     return this.slow;
+  }
+
+  /** Runs a read of stored history under the node's cap on concurrent history reads (HISTORY_READ_CONCURRENCY). */
+  readHistory<T>(read: () => Promise<T>): Promise<T> {
+    return this.historyReadSlots.run(read);
+  }
+
+  /** History reads running now, and waiting for a turn (HISTORY_READ_CONCURRENCY). */
+  get historyReads(): { running: number; waiting: number } {
+    return { running: this.historyReadSlots.running, waiting: this.historyReadSlots.waiting };
   }
 
   /**
@@ -179,13 +223,17 @@ export class Hub {
 
   /** Writes one frame; false if it was not written (the connection is then marked slow). Not counted. */
   private send(client: Client, frame: OutFrame): boolean {
+    if (client.closed) return false;
     const status = client.conn.send(frame);
     if (status === SendStatus.DROPPED) {
       this.markSlow(client);
       return false;
     }
-    if (status === SendStatus.BUFFERED && client.conn.bufferedAmount() > this.opts.slowConsumerBytes)
-      this.markSlow(client);
+    if (status === SendStatus.BUFFERED) {
+      const buffered = client.conn.bufferedAmount();
+      if (buffered > this.opts.slowConsumerBytes) this.markSlow(client);
+      if (buffered > this.opts.maxBufferedBytes) this.events.overBuffered(client);
+    }
     return true;
   }
 
@@ -252,6 +300,8 @@ export class Hub {
     // Converted for MessagePack at most once, for the first MessagePack subscriber, and reused for the rest.
     const frame = new Prepared(m.frame);
     for (const [client, sub] of topic.subs) {
+      // The first event of a stream that was empty (epoch "") when this connection started on it: take its epoch.
+      if (sub.epoch === '' && sub.offset === 0 && m.offset === 1 && !sub.catchingUp) sub.epoch = m.epoch;
       if (sub.catchingUp || client.lagging || m.epoch !== sub.epoch || m.offset > sub.offset + 1) {
         // Not the next event for this connection: note it; history will supply it in order.
         if (m.epoch !== sub.epoch) sub.seenEpoch = m.epoch;
@@ -306,11 +356,14 @@ export class Hub {
     for (;;) {
       sub.seen = 0;
       sub.seenEpoch = undefined;
-      const page = await this.engine.read(sub.ref, sub.offset, this.opts.catchUpPage);
+      const page = await this.historyReadSlots.run(() =>
+        this.engine.read(sub.ref, sub.offset, this.opts.catchUpPage),
+      );
       if (client.closed || !this.isCurrent(client, sub) || sub.gen !== gen) return;
       if (page.epoch !== sub.epoch) {
-        // The history was lost (e.g. Redis restarted without persistence): say so, restart at offset 0.
-        this.write(client, gapEvent(target, sub.offset + 1, null, page.epoch), 'gap');
+        // The history was lost (e.g. Redis restarted without persistence): say so, restart at offset 0. A position
+        // at offset 0 saw nothing (e.g. the stream was empty, epoch "", when the client joined): no gap.
+        if (sub.offset > 0) this.write(client, gapEvent(target, sub.offset + 1, null, page.epoch), 'gap');
         sub.epoch = page.epoch;
         sub.offset = 0;
         continue;
@@ -324,11 +377,15 @@ export class Hub {
         this.write(client, gapEvent(target, sub.offset + 1, page.top, page.epoch), 'gap');
         sub.offset = page.top;
       }
+      let replayed = 0;
       for (const e of page.events) {
-        if (!this.write(client, e.frame, type)) return this.pause(sub);
+        if (!this.write(client, e.frame, type)) break;
+        replayed += e.frame.length;
         sub.offset = e.offset;
-        if (client.lagging) return this.pause(sub);
+        if (client.lagging) break;
       }
+      if (replayed > 0) this.events.replayed(client, replayed);
+      if (client.lagging || client.closed) return this.pause(sub);
       const behind =
         sub.seenEpoch !== undefined || sub.seen > sub.offset || page.events.length === this.opts.catchUpPage;
       if (!behind) {

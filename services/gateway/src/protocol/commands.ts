@@ -23,7 +23,11 @@ export type CommandType = Command['type'];
 export interface Limits {
   maxMessageBytes: number;
   maxRoomNameLength: number;
+  /** Nesting depth of `body`; the frame around it may be one level deeper. Unset = 32. */
+  maxBodyDepth?: number;
 }
+
+export const DEFAULT_MAX_BODY_DEPTH = 32;
 
 const ROOM_CHARS = /^[A-Za-z0-9_\-.:@]+$/;
 export const MAX_USER_LENGTH = 256;
@@ -49,10 +53,78 @@ export function validRoom(room: unknown, maxLength: number): room is string {
 }
 
 /**
+ * The nesting depth (arrays and objects) of JSON text, found in one linear pass without recursion; stops counting
+ * once it passes `limit` (returns limit + 1). Brackets inside strings do not count. Text that is not valid JSON
+ * gets some depth; JSON.parse rejects it afterwards.
+ */
+export function jsonDepth(text: string, limit: number): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c /* \ */) i++;
+      else if (c === 0x22 /* " */) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
+      if (++depth > max && (max = depth) > limit) return max;
+    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) depth--;
+  }
+  return max;
+}
+
+/** The nesting depth of a parsed JSON value, without recursion; stops once it passes `limit`. */
+export function valueDepth(value: unknown, limit: number): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    const depth = d + 1;
+    if (depth > max && (max = depth) > limit) return max;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth]);
+  }
+  return max;
+}
+
+/** The top-level `"id": <non-negative integer>` of frame text, found without parsing (for a frame refused unparsed). */
+function topLevelId(text: string): number | null {
+  let depth = 0;
+  let inString = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) {
+        inString = false;
+        if (depth === 1 && text.slice(start, i) === 'id') {
+          const m = /^\s*:\s*(\d{1,16})\s*[,}]/.exec(text.slice(i + 1, i + 40));
+          if (m) {
+            const id = Number(m[1]);
+            return Number.isSafeInteger(id) ? id : null;
+          }
+        }
+      }
+    } else if (c === 0x22) {
+      inString = true;
+      start = i + 1;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return null;
+}
+
+/**
  * Parses one text frame. Throws FrameError (with the command id when it could be read) on anything invalid.
  * `body` is returned re-serialized as JSON text, the form it is stored and fanned out in.
  */
 export function parseCommand(text: string, limits: Limits): Command {
+  // Checked before JSON.parse: a deep value would make every later JSON.stringify of it recurse past the stack.
+  const maxDepth = limits.maxBodyDepth ?? DEFAULT_MAX_BODY_DEPTH;
+  if (jsonDepth(text, maxDepth + 1) > maxDepth + 1)
+    throw new FrameError(topLevelId(text), 'bad_request', `body is nested deeper than ${maxDepth} levels`);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -81,6 +153,10 @@ export function validateCommand(raw: unknown, limits: Limits): Command {
   };
   const body = (): string => {
     if (raw.body === undefined) fail('bad_request', 'body is required');
+    // Text frames were measured before JSON.parse; a decoded MessagePack frame or an API body is measured here.
+    const maxDepth = limits.maxBodyDepth ?? DEFAULT_MAX_BODY_DEPTH;
+    if (valueDepth(raw.body, maxDepth) > maxDepth)
+      fail('bad_request', `body is nested deeper than ${maxDepth} levels`);
     const json = JSON.stringify(raw.body);
     if (Buffer.byteLength(json) > limits.maxMessageBytes)
       fail('too_large', `body exceeds ${limits.maxMessageBytes} bytes`);

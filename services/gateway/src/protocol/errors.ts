@@ -36,4 +36,6 @@ export const CLOSE = {
   kicked: 4003,
   tokenRevoked: 4004,
   tooManyConnections: 4029,
+  /** The send buffer passed MAX_BUFFERED_BYTES: the client does not read fast enough (or at all). */
+  slowConsumer: 4008,
 } as const;

@@ -1,9 +1,24 @@
 // Server -> client frames. Builders return JSON text; event frames that carry a stored body are assembled by
 // string concatenation around the body's JSON so it is never parsed or re-serialized on the way out.
+import { randomBytes } from 'node:crypto';
 import { ERROR_CODES, type ErrorCode } from './errors';
 
 export function okReply(re: number, fields: Record<string | symbol, unknown>): string {
   return JSON.stringify({ re, ok: true, ...fields });
+}
+
+/**
+ * An ok reply with one more field holding a JSON array of stored frames, spliced in as stored: a stored frame is
+ * never parsed and serialized again on its way out, whatever its nesting.
+ */
+export function okReplyWithFrames(
+  re: number,
+  fields: Record<string, unknown>,
+  name: string,
+  frames: readonly string[],
+): string {
+  const head = okReply(re, fields);
+  return `${head.slice(0, -1)},${JSON.stringify(name)}:[${frames.join(',')}]}`;
 }
 
 export function errorReply(
@@ -59,4 +74,26 @@ export function gapEvent(
   epoch: string,
 ): string {
   return JSON.stringify({ type: 'gap', ...target, from, to, epoch });
+}
+
+/** JSON text to be written into a larger JSON document as it is: a stored frame, never parsed again. */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
+/**
+ * JSON.stringify that writes every RawJson in `value` as its text. Each RawJson first becomes a placeholder
+ * string carrying a random tag (a client cannot forge it), then the placeholder is replaced by the text.
+ */
+export function stringifyWithRaw(value: unknown): string {
+  const raws: string[] = [];
+  const tag = `\u0000raw:${randomBytes(8).toString('hex')}:`;
+  const text = JSON.stringify(value, (_key, v: unknown) =>
+    v instanceof RawJson ? `${tag}${raws.push(v.text) - 1}` : v,
+  );
+  if (raws.length === 0) return text;
+  const quoted = JSON.stringify(tag)
+    .slice(0, -1)
+    .replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
+  return text.replace(new RegExp(`${quoted}(\\d+)"`, 'g'), (_m, i: string) => raws[Number(i)]!);
 }
