@@ -14,7 +14,6 @@ import {
   FrameError,
   MAX_USER_LENGTH,
   validateCommand,
-  valueDepth,
   type Command,
 } from './protocol/commands';
 import { DecodeError, decodeMsgpack } from './protocol/encoding';
