@@ -140,6 +140,12 @@ test('a frame nested 20,000 deep already stored in Redis is answered by history 
     const replayed = await c.waitFor((f) => f.type === 'message' && f.room === room);
     expect(replayed.offset).toBe(1);
     await c.close();
+    // The server API's history page holds it as stored too (no parse, no re-serialization).
+    const api = await fetch(`${node.url}/api/rooms/${room}/history`, {
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    expect(api.status).toBe(200);
+    expect((await api.text()).includes(frame)).toBe(true);
   }
   await bothServe();
 });
