@@ -75,6 +75,12 @@ describe('docker-compose cluster', () => {
     expect(k6.environment?.HTTP_URL).toBe('http://haproxy:8080');
     expect(k6.environment?.JWT_SECRET).toBe(compose.services.gw1!.environment?.JWT_SECRET);
     expect(k6.volumes).toContain('./loadtest/k6:/scripts:ro');
+    expect(k6.image).toMatch(/^grafana\/k6:1\.\d+\.\d+$/);
+  });
+
+  it('the per-address connection limit is a variable, so a load run can raise it without editing the file', () => {
+    for (const gw of ['gw1', 'gw2', 'gw3'])
+      expect(compose.services[gw]!.environment?.CONN_RATE_PER_IP).toBe('${CONN_RATE_PER_IP:-50}');
   });
 
   it('publishes the page (8080), Grafana (3000) and Prometheus (9090)', () => {

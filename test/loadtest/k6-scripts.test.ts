@@ -3,13 +3,18 @@
 // this thread does the networking with `ws`; metrics come back here and are checked like k6 thresholds would be.
 // Executors are not emulated: each VU runs its scenario function once, with short durations from the env.
 // What this proves: the scripts speak protocol v1 correctly (welcome, join, publish, dm, replies, offsets), mint
-// tokens the gateway accepts, and their metrics say what they claim (no holes, no errors, latencies recorded).
+// tokens the gateway accepts, and their thresholds, evaluated here as k6 evaluates them (a threshold on a metric
+// with no samples passes), pass against a healthy gateway and FAIL against a server that delivers nothing, one
+// that delivers everything twice, one that drops every socket, and a gateway SIGKILLed mid-run.
+// What it cannot prove: that k6 itself loads the scripts (k6-syntax.test.ts parses them at k6 v0.48's language
+// level) or how k6's executors schedule VUs.
 import { build, type Plugin } from 'esbuild';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { MessageChannel, Worker } from 'node:worker_threads';
-import WebSocket from 'ws';
-import { startGateway, TEST_SECRET, type GatewayProc } from '../helpers/harness';
+import WebSocket, { WebSocketServer } from 'ws';
+import { TcpProxy } from '../client/tcp-proxy';
+import { startGateway, TEST_SECRET, until, type GatewayProc } from '../helpers/harness';
 
 const K6_DIR = resolve('loadtest/k6');
 const SHIM = resolve('test/loadtest/k6-shim');
@@ -40,11 +45,43 @@ interface Metrics {
   trend: Record<string, number[]>;
   rate: Record<string, { trues: number; total: number }>;
   counter: Record<string, number>;
+  thresholds: Record<string, string[]>;
+}
+
+/** The thresholds that fail, evaluated as k6 does: a metric with no samples is not evaluated (passes). */
+function failedThresholds(m: Metrics): string[] {
+  const failed: string[] = [];
+  for (const [name, rules] of Object.entries(m.thresholds)) {
+    for (const rule of rules) {
+      const r = /^(p\((\d+(?:\.\d+)?)\)|rate|count)\s*(<=|>=|<|>)\s*([\d.]+)$/.exec(rule);
+      if (!r) throw new Error(`cannot evaluate ${name}: ${rule}`);
+      let value: number | undefined;
+      if (r[1] === 'count') value = m.counter[name];
+      else if (r[1] === 'rate') {
+        const x = m.rate[name];
+        value = x && x.total > 0 ? x.trues / x.total : undefined;
+      } else {
+        const xs = [...(m.trend[name] ?? [])].sort((a, b) => a - b);
+        value = xs.length
+          ? xs[Math.min(xs.length - 1, Math.ceil((Number(r[2]) / 100) * xs.length) - 1)]
+          : undefined;
+      }
+      if (value === undefined) continue;
+      const lim = Number(r[4]);
+      const ok = { '<': value < lim, '<=': value <= lim, '>': value > lim, '>=': value >= lim }[r[3]!];
+      if (!ok) failed.push(`${name} ${rule} (${value})`);
+    }
+  }
+  return failed;
 }
 
 interface VuSpec {
   exec: string;
   scenario: { name: string; startTime: number; iteration: number };
+  /** Iterations to run one after the other (k6 starts the next when one returns); 1 by default. */
+  iterations?: number;
+  /** Environment of this VU only, over the shared one. */
+  env?: Record<string, string>;
 }
 
 /** Bundles `script` with the shim and runs one worker per VU; resolves with the metrics once all VUs end. */
@@ -60,7 +97,11 @@ async function runK6(
     `import { workerData } from 'node:worker_threads';
      import * as script from ${JSON.stringify(join(K6_DIR, script))};
      import { port } from ${JSON.stringify(join(SHIM, 'runtime.js'))};
-     try { script[workerData.exec](); port.postMessage({ op: 'done' }); }
+     port.postMessage({ op: 'options', thresholds: script.options.thresholds });
+     try {
+       for (let i = 0; i < workerData.iterations; i++) { globalThis.__ITER = i; script[workerData.exec](); }
+       port.postMessage({ op: 'done' });
+     }
      catch (e) { port.postMessage({ op: 'done', error: String(e && e.stack || e) }); }`,
   );
   const bundle = join(OUT, `${script}.vu.mjs`);
@@ -74,7 +115,7 @@ async function runK6(
     logLevel: 'silent',
   });
 
-  const metrics: Metrics = { trend: {}, rate: {}, counter: {} };
+  const metrics: Metrics = { trend: {}, rate: {}, counter: {}, thresholds: {} };
   const signal = new Int32Array(new SharedArrayBuffer(4 * vus.length));
   const errors: string[] = [];
   const runs = vus.map(async (spec, slot) => {
@@ -87,12 +128,22 @@ async function runK6(
       Atomics.notify(signal, slot);
     };
     const worker = new Worker(bundle, {
-      workerData: { port: port2, signal, slot, vu: slot + 1, env, scenario: spec.scenario, exec: spec.exec },
+      workerData: {
+        port: port2,
+        signal,
+        slot,
+        vu: slot + 1,
+        env: { ...env, ...spec.env },
+        scenario: spec.scenario,
+        exec: spec.exec,
+        iterations: spec.iterations ?? 1,
+      },
       transferList: [port2],
     });
     await new Promise<void>((resolveVu) => {
       port1.on('message', (m: { op: string; id: number; [k: string]: unknown }) => {
-        if (m.op === 'metric') {
+        if (m.op === 'options') metrics.thresholds = m.thresholds as Record<string, string[]>;
+        else if (m.op === 'metric') {
           const { type, name, value, tags } = m as unknown as {
             type: string;
             name: string;
@@ -135,6 +186,78 @@ async function runK6(
 
 const rate = (m: Metrics, name: string) => m.rate[name] ?? { trues: 0, total: 0 };
 
+async function connections(g: GatewayProc): Promise<number> {
+  const text = await (await fetch(`${g.url}/metrics`)).text();
+  return Number(/^gateway_connections(?:\{[^}]*\})? (\d+)$/m.exec(text)?.[1]);
+}
+
+type FakeMode = 'silent' | 'twice' | 'drop';
+
+/**
+ * A server that speaks enough of protocol v1 for the scripts (welcome, join, publish, dm, inbox, all answered
+ * ok) but misbehaves: `silent` delivers nothing, `twice` delivers every message twice, `drop` closes every socket
+ * after a second.
+ */
+async function fakeServer(mode: FakeMode): Promise<{ url: string; close: () => Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise<void>((r) => wss.once('listening', () => r()));
+  const rooms = new Map<string, { offset: number; members: Set<WebSocket> }>();
+  const roomOf = (name: string) => {
+    let r = rooms.get(name);
+    if (!r) rooms.set(name, (r = { offset: 0, members: new Set() }));
+    return r;
+  };
+  wss.on('connection', (ws) => {
+    const send = (f: object) => ws.readyState === WebSocket.OPEN && ws.send(JSON.stringify(f));
+    send({ type: 'welcome', session: 's', user: 'u', node: 'fake', protocol: 1, expiresAt: null });
+    if (mode === 'drop') setTimeout(() => ws.terminate(), 1000);
+    ws.on('message', (raw) => {
+      const c = JSON.parse(String(raw)) as {
+        id: number;
+        type: string;
+        room: string;
+        to: string;
+        body: unknown;
+      };
+      const reply = (fields: object) => send({ re: c.id, ok: true, ...fields });
+      if (c.type === 'join') {
+        const r = roomOf(c.room);
+        r.members.add(ws);
+        reply({ room: c.room, presence: [], offset: r.offset, epoch: 'e' });
+      } else if (c.type === 'publish') {
+        const r = roomOf(c.room);
+        r.offset += 1;
+        reply({ id: `m${r.offset}`, offset: r.offset, epoch: 'e', ts: Date.now(), duplicate: false });
+        const event = {
+          type: 'message',
+          room: c.room,
+          offset: r.offset,
+          epoch: 'e',
+          from: 'u',
+          body: c.body,
+        };
+        if (mode === 'silent') return;
+        for (const m of r.members) {
+          if (m.readyState !== WebSocket.OPEN) continue;
+          m.send(JSON.stringify(event));
+          if (mode === 'twice') m.send(JSON.stringify(event));
+        }
+      } else if (c.type === 'dm') {
+        reply({ id: 'd', offset: 1, epoch: 'e', ts: Date.now(), delivered: 0, live: false, stored: true });
+      } else reply({ offset: 0, epoch: 'e', recovered: true });
+    });
+  });
+  const port = (wss.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/ws`,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const c of wss.clients) c.terminate();
+        wss.close(() => r());
+      }),
+  };
+}
+
 describe('k6 scripts run against a real gateway through the k6 shim', () => {
   let gw: GatewayProc;
   let env: Record<string, string>;
@@ -147,6 +270,7 @@ describe('k6 scripts run against a real gateway through the k6 shim', () => {
       JWT_SECRET: TEST_SECRET,
       USER_PREFIX: `k6-${process.pid}-`,
       ROOM_PREFIX: `k6-${process.pid}-r`,
+      MIN_SESSION_S: '1',
     };
   });
   afterAll(async () => {
@@ -157,21 +281,23 @@ describe('k6 scripts run against a real gateway through the k6 shim', () => {
   const now = () => Date.now();
   const vus = (n: number, exec: string, name: string, startTime: number): VuSpec[] =>
     Array.from({ length: n }, (_, i) => ({ exec, scenario: { name, startTime, iteration: i } }));
+  const chat = { ROOMS: '2', ROOM_SIZE: '3', MSG_INTERVAL_MS: '300', RAMP_S: '0', DURATION_S: '3' };
 
-  test('connect-storm.js: every session is welcomed, no errors', async () => {
+  test('connect-storm.js: every session is welcomed, no errors, thresholds pass', async () => {
     const m = await runK6(
       'connect-storm.js',
-      { ...env, CONNECTIONS: '4', HOLD_S: '1' },
+      { ...env, CONNECTIONS: '4', RAMP_S: '0', HOLD_S: '3' },
       vus(4, 'default', 'storm', now()),
     );
     expect(m.trend.welcome_time).toHaveLength(4);
     expect(m.counter.sessions_welcomed).toBe(4);
     expect(rate(m, 'errors')).toEqual({ trues: 0, total: 4 });
+    expect(m.counter.connections_lost).toBe(0);
+    expect(failedThresholds(m)).toEqual([]);
   });
 
-  test('room-chat.js: members see every offset of their room, with latencies, and no errors', async () => {
-    const e = { ...env, ROOMS: '2', ROOM_SIZE: '3', MSG_INTERVAL_MS: '300', RAMP_S: '0', DURATION_S: '3' };
-    const m = await runK6('room-chat.js', e, vus(6, 'default', 'chat', now()));
+  test('room-chat.js: members see every offset of their room, with latencies; thresholds pass', async () => {
+    const m = await runK6('room-chat.js', { ...env, ...chat }, vus(6, 'default', 'chat', now()));
     const sent = m.counter.messages_sent ?? 0;
     expect(sent).toBeGreaterThanOrEqual(6 * 5);
     // Each message reaches its room's 3 members, less those still in flight when the sessions closed.
@@ -179,10 +305,12 @@ describe('k6 scripts run against a real gateway through the k6 shim', () => {
     expect(m.trend.e2e_latency!.length).toBe(m.counter.messages_received);
     expect(rate(m, 'delivery_ratio').trues).toBe(rate(m, 'delivery_ratio').total);
     expect(rate(m, 'errors').trues).toBe(0);
-    expect(m.counter.duplicates ?? 0).toBe(0);
+    expect(m.counter.duplicates).toBe(0);
+    expect(rate(m, 'checks')).toEqual({ trues: 12, total: 12 }); // handshake + messages received, per VU
+    expect(failedThresholds(m)).toEqual([]);
   });
 
-  test('fanout.js: subscribers and publishers in their rooms, every offset delivered', async () => {
+  test('fanout.js: subscribers and publishers in their rooms, every offset delivered; thresholds pass', async () => {
     const e = {
       ...env,
       ROOMS: '2',
@@ -191,26 +319,132 @@ describe('k6 scripts run against a real gateway through the k6 shim', () => {
       PUBLISH_RATE: '5',
       RAMP_S: '0',
       DURATION_S: '2',
+      SETTLE_S: '1',
     };
-    // Subscribers stay for RAMP_S + DURATION_S + 10 s after their scenario starts; start it 9 s "earlier" so the
-    // test does not wait out the settle margins.
-    const subs = vus(6, 'subscriber', 'subscribers', now() - 9000);
+    const subs = vus(6, 'subscriber', 'subscribers', now());
     const pubs = vus(2, 'publisher', 'publishers', now() + 500);
     const m = await runK6('fanout.js', e, [...subs, ...pubs], [...subs.map(() => 0), 500, 500]);
     const sent = m.counter.messages_sent ?? 0;
-    expect(sent).toBeGreaterThanOrEqual(2 * 8);
+    expect(sent).toBeGreaterThanOrEqual(2 * 6); // 5/s for 2 s each, less the connect and join
     // 3 subscribers + the publisher itself per room.
     expect(m.counter.messages_received).toBeGreaterThan(sent * 4 * 0.8);
     expect(rate(m, 'delivery_ratio').trues).toBe(rate(m, 'delivery_ratio').total);
     expect(rate(m, 'errors').trues).toBe(0);
+    expect(failedThresholds(m)).toEqual([]);
   });
 
-  test('dm.js: partners receive each other’s DMs in sequence', async () => {
+  test('fanout.js in `k6 run --vus --duration` mode: the default function plays both roles', async () => {
+    const e = { ...env, ROOMS: '1', SUBSCRIBERS: '2', PUBLISHERS: '1', DURATION_S: '3', SETTLE_S: '1' };
+    const m = await runK6('fanout.js', e, vus(3, 'default', 'default', now()));
+    expect(m.counter.messages_sent).toBeGreaterThanOrEqual(4);
+    expect(m.counter.messages_received).toBeGreaterThan((m.counter.messages_sent ?? 0) * 3 * 0.8);
+    expect(failedThresholds(m)).toEqual([]);
+  });
+
+  test('dm.js: partners receive each other’s DMs in sequence; thresholds pass', async () => {
     const e = { ...env, PAIRS: '2', DM_INTERVAL_MS: '200', RAMP_S: '0', DURATION_S: '2' };
     const m = await runK6('dm.js', e, vus(4, 'default', 'dm', now()));
     expect(m.counter.messages_sent).toBeGreaterThanOrEqual(4 * 7);
     expect(m.counter.messages_received).toBeGreaterThan((m.counter.messages_sent ?? 0) * 0.8);
     expect(rate(m, 'delivery_ratio').trues).toBe(rate(m, 'delivery_ratio').total);
     expect(rate(m, 'errors').trues).toBe(0);
+    expect(failedThresholds(m)).toEqual([]);
+  });
+
+  test('room-chat.js: a VU whose connection is cut reconnects after a backoff and rejoins with `since`', async () => {
+    const proxy = await TcpProxy.start(gw.port);
+    try {
+      const e = {
+        ...env,
+        ROOMS: '1',
+        ROOM_SIZE: '2',
+        MSG_INTERVAL_MS: '200',
+        RAMP_S: '0',
+        DURATION_S: '5',
+        BACKOFF_MS: '200',
+      };
+      const [direct, viaProxy] = vus(2, 'default', 'chat', now());
+      viaProxy!.env = { WS_URL: proxy.wsUrl, ROOM_PREFIX: `${env.ROOM_PREFIX}-since-` };
+      direct!.env = { ROOM_PREFIX: `${env.ROOM_PREFIX}-since-` };
+      viaProxy!.iterations = 2;
+      const run = runK6('room-chat.js', e, [direct!, viaProxy!]);
+      await until('both members joined', async () => (await connections(gw)) >= 2);
+      await new Promise((r) => setTimeout(r, 1000)); // let messages flow before the cut
+      proxy.hold();
+      proxy.cut();
+      await new Promise((r) => setTimeout(r, 2000)); // the other member publishes ~10 messages meanwhile
+      proxy.release();
+      const m = await run;
+      const sent = m.counter.messages_sent ?? 0;
+      expect(m.counter.connections_lost).toBe(1);
+      expect(rate(m, 'errors').trues).toBe(1);
+      // Both members got every message, those published while one was away included (replayed after `since`),
+      // less at most the last two per member, in flight when the sessions ended.
+      expect(m.counter.messages_received).toBeGreaterThanOrEqual(2 * sent - 4);
+      expect(rate(m, 'delivery_ratio').trues).toBe(rate(m, 'delivery_ratio').total);
+      expect(m.counter.duplicates).toBe(0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  describe('thresholds fail when the server misbehaves', () => {
+    const attack = async (mode: FakeMode, script: string, extra: Record<string, string>, n: number) => {
+      const fake = await fakeServer(mode);
+      try {
+        return await runK6(script, { ...env, ...extra, WS_URL: fake.url }, vus(n, 'default', 'x', now()));
+      } finally {
+        await fake.close();
+      }
+    };
+
+    test('room-chat.js against a server that delivers nothing', async () => {
+      const m = await attack('silent', 'room-chat.js', chat, 3);
+      expect(m.counter.messages_sent).toBeGreaterThan(0);
+      expect(m.counter.messages_received).toBe(0);
+      const failed = failedThresholds(m).join('\n');
+      expect(failed).toMatch(/^messages_received count>0/m);
+      expect(failed).toMatch(/^checks rate>=0.99/m);
+    });
+
+    test('dm.js against a server that delivers nothing', async () => {
+      const m = await attack(
+        'silent',
+        'dm.js',
+        { PAIRS: '1', DM_INTERVAL_MS: '200', RAMP_S: '0', DURATION_S: '2' },
+        2,
+      );
+      expect(m.counter.messages_sent).toBeGreaterThan(0);
+      expect(failedThresholds(m).join('\n')).toMatch(/^messages_received count>0/m);
+    });
+
+    test('room-chat.js against a server that delivers every message twice', async () => {
+      const m = await attack('twice', 'room-chat.js', chat, 3);
+      expect(m.counter.duplicates).toBeGreaterThan(0);
+      expect(failedThresholds(m).join('\n')).toMatch(/^duplicates count<=0/m);
+    });
+
+    test('room-chat.js against a server that drops every socket after a second', async () => {
+      const m = await attack('drop', 'room-chat.js', chat, 3);
+      expect(m.counter.connections_lost).toBe(3);
+      expect(rate(m, 'errors').trues).toBeGreaterThanOrEqual(3);
+      const failed = failedThresholds(m).join('\n');
+      expect(failed).toMatch(/^connections_lost count<=0/m);
+      expect(failed).toMatch(/^errors rate</m);
+    });
+
+    test('room-chat.js against a real gateway SIGKILLed mid-run', async () => {
+      const victim = await startGateway({ CONN_RATE_PER_IP: '1000' });
+      const run = runK6(
+        'room-chat.js',
+        { ...env, ...chat, WS_URL: victim.wsUrl },
+        vus(3, 'default', 'x', now()),
+      );
+      await until('3 connections on the victim', async () => (await connections(victim)) === 3);
+      await victim.kill();
+      const m = await run;
+      expect(m.counter.connections_lost).toBe(3);
+      expect(failedThresholds(m).join('\n')).toMatch(/^connections_lost count<=0/m);
+    });
   });
 });

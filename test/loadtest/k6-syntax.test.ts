@@ -1,16 +1,24 @@
-// The k6 scripts cannot run here (no k6 binary), so this checks what can be checked without it: each script parses
-// as an ES module, imports only modules k6 v0.48 ships (plus relative files), loads with stubbed k6 modules, and
-// its options are coherent (every scenario's exec function is exported, thresholds name metrics that exist).
+// The k6 scripts cannot run here (no k6 binary), so this checks what can be checked without it: each file parses
+// at the language level k6 v0.48 accepts (ES2017, with acorn: esbuild accepts any newer syntax, which is how a
+// `catch {` without a binding once broke every script under the real k6), imports only modules k6 v0.48 ships
+// (plus relative files), loads with stubbed k6 modules, and its options are coherent (every scenario's exec
+// function is exported, a `default` function exists for `k6 run --vus/--duration`, thresholds name metrics that
+// exist).
 // The JWT minted by lib.js is verified with jsonwebtoken, with k6/crypto and k6/encoding stubbed by node:crypto.
+import { parse } from 'acorn';
 import { build, type Plugin } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import jwt from 'jsonwebtoken';
 
 const K6_DIR = resolve('loadtest/k6');
-const SCRIPTS = readdirSync(K6_DIR).filter((f) => f.endsWith('.js') && f !== 'lib.js');
+const FILES = readdirSync(K6_DIR).filter((f) => f.endsWith('.js'));
+const SCRIPTS = FILES.filter((f) => f !== 'lib.js');
+
+/** Parses `source` as an ES2017 module (what k6 v0.48's JavaScript engine accepts); throws a SyntaxError. */
+const parseEs2017 = (source: string) => parse(source, { ecmaVersion: 2017, sourceType: 'module' });
 
 // Modules built into k6 v0.48 (https://grafana.com/docs/k6/v0.48.x/javascript-api/).
 const K6_MODULES = new Set([
@@ -49,11 +57,11 @@ const BUILTIN_METRICS = new Set([
 
 // Stubs good enough to evaluate the init context and mint a token.
 const STUBS: Record<string, string> = {
-  k6: 'export function check(v, sets) { return Object.values(sets).every((f) => f(v)); }',
+  k6: 'export function check(v, sets) { return Object.values(sets).every((f) => f(v)); } export function sleep() {}',
   'k6/ws': 'export default { connect() { throw new Error("not in a test"); } };',
   'k6/http': 'export default { post() { throw new Error("not in a test"); } };',
   'k6/execution':
-    'export default { scenario: { startTime: Date.now(), iterationInTest: 0 }, vu: { idInTest: 1 } };',
+    'export default { scenario: { name: "x", startTime: Date.now(), iterationInTest: 0 }, vu: { idInTest: 1 } };',
   'k6/data': 'export class SharedArray { constructor(name, fn) { return fn(); } }',
   'k6/metrics': `
     const made = (globalThis.__metrics = globalThis.__metrics || new Set());
@@ -121,6 +129,20 @@ describe('k6 scripts', () => {
     expect(SCRIPTS.sort()).toEqual(['connect-storm.js', 'dm.js', 'fanout.js', 'room-chat.js']);
   });
 
+  test.each(FILES)('%s parses as an ES2017 module (k6 v0.48 rejects newer syntax)', (file) => {
+    expect(() => parseEs2017(readFileSync(join(K6_DIR, file), 'utf8'))).not.toThrow();
+  });
+
+  test.each([
+    ['optional catch binding', 'try { f(); } catch { g(); }'],
+    ['optional chaining', 'const a = b?.c;'],
+    ['nullish coalescing', 'const a = b ?? 1;'],
+    ['object spread', 'const a = { ...b };'],
+    ['class fields', 'class A { x = 1; }'],
+  ])('the ES2017 parser rejects %s, which k6 v0.48 cannot load', (_name, source) => {
+    expect(() => parseEs2017(source)).toThrow(SyntaxError);
+  });
+
   test.each(SCRIPTS)('%s imports only k6 v0.48 modules and relative files', async (script) => {
     const result = await build({
       entryPoints: [join(K6_DIR, script)],
@@ -156,6 +178,13 @@ describe('k6 scripts', () => {
       expect(['ramping-vus', 'constant-vus']).toContain(s.executor);
       expect(exported).toContain(s.exec ?? 'default');
     }
+    // `k6 run --vus N --duration D` replaces the scenarios with one that runs `default`.
+    expect(exported).toContain('default');
+    // A threshold on a metric with no samples passes in k6: each script asserts that samples exist.
+    expect(Object.keys(options.thresholds)).toEqual(expect.arrayContaining(['errors', 'checks']));
+    expect(
+      Object.entries(options.thresholds).some(([, rules]) => rules.some((r) => /^count\s*>\s*0$/.test(r))),
+    ).toBe(true);
     for (const [metric, rules] of Object.entries(options.thresholds)) {
       expect(metrics.has(metric)).toBe(true);
       for (const rule of rules)
@@ -189,4 +218,34 @@ describe('k6 scripts', () => {
     const { result } = await evaluate('tracker', probe);
     expect(result).toEqual({ ok: 4, missed: 2, dup: 2 });
   });
+
+  test('a gap counts what it announces as missed once, even after a recovered:false reply counted it', async () => {
+    const probe = `
+      import { sequenceTracker, delivery, gap } from './lib.js';
+      let missed = 0;
+      delivery.add = (v) => (v ? 0 : missed++);
+      const t = sequenceTracker();
+      t.start('r', 10);
+      let epoch = gap(t, 'r', 'e1', { room: 'r', from: 11, to: 14, epoch: 'e1' }); // 4 missed
+      const afterFirst = missed;
+      t.missed('r', 3, 17); // a recovered:false reply counted 15..17
+      epoch = gap(t, 'r', epoch, { room: 'r', from: 15, to: 18, epoch: 'e1' }); // only 18 is new
+      const afterSecond = missed;
+      epoch = gap(t, 'r', epoch, { room: 'r', from: 19, to: null, epoch: 'e2' }); // history reset
+      console.log(JSON.stringify({ afterFirst, afterSecond, total: missed, epoch, last: t.last('r') }));`;
+    const { result } = await evaluate('gap', probe);
+    expect(result).toEqual({ afterFirst: 4, afterSecond: 8, total: 9, epoch: 'e2', last: 0 });
+  });
+
+  test.each(SCRIPTS.filter((s) => s !== 'connect-storm.js'))(
+    '%s fails the run on duplicates, lost connections and no messages received',
+    async (script) => {
+      const probe = `import { options } from './${script}'; console.log(JSON.stringify(options.thresholds));`;
+      const { result } = await evaluate(`thr-${script}`, probe, { JWT_SECRET: 's' });
+      expect(result.duplicates).toEqual(['count<=0']);
+      expect(result.connections_lost).toEqual(['count<=0']);
+      expect(result.messages_received).toEqual(['count>0']);
+      expect(result.checks).toEqual(['rate>=0.99']);
+    },
+  );
 });
