@@ -47,6 +47,7 @@ export function dashboardsConfigMap(): unknown {
         grafana_dashboard: '1',
         'app.kubernetes.io/name': 'relaychat',
         'app.kubernetes.io/component': 'dashboards',
+        'app.kubernetes.io/part-of': 'relaychat',
       },
       annotations: { grafana_folder: 'RelayChat' },
     },
@@ -64,6 +65,7 @@ export function prometheusRule(root: string): unknown {
       labels: {
         'app.kubernetes.io/name': 'relaychat',
         'app.kubernetes.io/component': 'alerts',
+        'app.kubernetes.io/part-of': 'relaychat',
         // kube-prometheus-stack selects rules by its release label; set it in an overlay to match yours.
         role: 'alert-rules',
       },
