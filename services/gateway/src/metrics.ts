@@ -1,6 +1,83 @@
 // One prom-client registry per gateway instance, node_id on every series. Hot-path figures (frames and bytes
 // out, deliveries) are plain counters in Stats and copied into the registry when Prometheus scrapes.
 import client from 'prom-client';
+import type { AuthFailure } from './auth/tokens';
+import type { CommandType } from './protocol/commands';
+import { CLOSE, ERROR_CODES } from './protocol/errors';
+
+// Records over a union type: the compiler fails until every member is listed (and only members are).
+const AUTH_FAILURES: Record<AuthFailure, true> = {
+  missing_token: true,
+  malformed: true,
+  bad_signature: true,
+  bad_algorithm: true,
+  expired: true,
+  not_yet_valid: true,
+  bad_issuer: true,
+  bad_audience: true,
+  no_subject: true,
+};
+const COMMAND_TYPES: Record<CommandType, true> = {
+  join: true,
+  leave: true,
+  publish: true,
+  dm: true,
+  presence: true,
+  history: true,
+  inbox: true,
+  refresh: true,
+  ping: true,
+};
+const keys = (o: object) => Object.keys(o);
+
+/**
+ * Label values known in advance, per labelled metric: each of these series exists from the start at 0, so a
+ * dashboard panel shows 0 rather than "No data" and `rate()`/`increase()` see the first increment. Add a value
+ * here when code starts using a new one (test/gateway/metrics-zero.test.ts checks that every series the
+ * dashboards and alert rules query exists on a fresh node).
+ */
+export const KNOWN_LABEL_VALUES: Record<string, Record<string, readonly string[]>> = {
+  gateway_connections_closed_total: {
+    // Ours, and those the transport reports for the peer: 1005 no code, 1006 dropped without a close frame.
+    code: [...new Set([...Object.values(CLOSE), 1005, 1006].map(String))],
+  },
+  gateway_upgrades_rejected_total: {
+    reason: ['draining', 'not_ready', 'origin', 'rate_limited', ...keys(AUTH_FAILURES)],
+  },
+  gateway_auth_failures_total: { reason: keys(AUTH_FAILURES) },
+  gateway_messages_in_total: { type: [...keys(COMMAND_TYPES), 'invalid'] },
+  gateway_messages_out_total: { type: ['welcome', 'reply', 'message', 'dm', 'presence', 'gap', 'reconnect'] },
+  gateway_error_replies_total: { code: keys(ERROR_CODES) },
+  gateway_rate_limited_total: { scope: ['connection', 'user', 'ip'] },
+  gateway_recoveries_total: { result: ['recovered', 'gap'] },
+  // The engine's timed Redis calls (RedisEngine.timed).
+  gateway_redis_errors_total: {
+    command: ['ping', 'append', 'read', 'presence', 'index', 'connections', 'publish', 'rate', 'nodes'],
+  },
+  gateway_redis_command_duration_seconds: {
+    command: ['ping', 'append', 'read', 'presence', 'index', 'connections', 'publish', 'rate', 'nodes'],
+  },
+};
+
+/** Every combination of the known values of `metric`'s labels (one label each today; any number works). */
+function knownLabelSets(metric: string): Array<Record<string, string>> {
+  let sets: Array<Record<string, string>> = [{}];
+  for (const [label, values] of Object.entries(KNOWN_LABEL_VALUES[metric] ?? {}))
+    sets = sets.flatMap((set) => values.map((v) => ({ ...set, [label]: v })));
+  return sets;
+}
+
+/** Creates the known series of every labelled counter and histogram in `registry` at 0. */
+function zeroKnownSeries(registry: client.Registry): void {
+  for (const metric of Object.keys(KNOWN_LABEL_VALUES)) {
+    const m = registry.getSingleMetric(metric);
+    if (!m) throw new Error(`KNOWN_LABEL_VALUES names ${metric}, which is not registered`);
+    for (const labels of knownLabelSets(metric)) {
+      if (m instanceof client.Counter) m.inc(labels, 0);
+      else if (m instanceof client.Histogram) m.zero(labels);
+    }
+  }
+}
 
 /** Counters bumped on the hot path without touching prom-client. */
 export class Stats {
@@ -104,7 +181,7 @@ export function createMetrics(
   const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
     new client.Counter<L>({ name, help, labelNames, registers: [registry] });
 
-  return {
+  const metrics = {
     registry,
     messagesOut,
     bytesOut,
@@ -186,6 +263,8 @@ export function createMetrics(
       registers: [registry],
     }),
   };
+  zeroKnownSeries(registry);
+  return metrics;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
