@@ -196,6 +196,8 @@ const ENV = {
   WEBHOOK_CLAIM_IDLE_MS: { def: '30000', parse: int('WEBHOOK_CLAIM_IDLE_MS', 1000, 3600000) },
   WEBHOOK_MAX_AGE_S: { def: '86400', parse: int('WEBHOOK_MAX_AGE_S', 60, 31536000) },
   WEBHOOK_RETENTION: { def: '100000', parse: int('WEBHOOK_RETENTION', 100, 100000000) },
+  PROFILING: { def: 'false', parse: oneOf('PROFILING', ['true', 'false'] as const) },
+  PROFILE_MAX_SECONDS: { def: '60', parse: int('PROFILE_MAX_SECONDS', 1, 600) },
 } as const;
 
 type EnvName = keyof typeof ENV;
@@ -253,6 +255,8 @@ export interface Config {
   apiKey?: string;
   /** Commands per POST /api/batch. */
   apiBatchMax: number;
+  /** /debug/profile/* served (with API_KEY): PROFILING=true. */
+  profiling: { enabled: boolean; maxSeconds: number };
   allowedOrigins: string[];
   /** Cookie that may carry the token; '' when the cookie carrier is off. */
   tokenCookie: string;
@@ -434,6 +438,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     revocationTtlS: revocationTtlS ?? (maxLifetimeS > 0 ? maxLifetimeS : 86400),
     apiKey: read(env, 'API_KEY'),
     apiBatchMax: read(env, 'API_BATCH_MAX')!,
+    profiling: { enabled: read(env, 'PROFILING') === 'true', maxSeconds: read(env, 'PROFILE_MAX_SECONDS')! },
     allowedOrigins: read(env, 'ALLOWED_ORIGINS') ?? [],
     tokenCookie: read(env, 'TOKEN_COOKIE') ?? '',
     limits: {

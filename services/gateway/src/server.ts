@@ -14,6 +14,7 @@ import { RoomPattern } from './auth/room-pattern';
 import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
 import { createRoutes } from './http/routes';
+import { createProfilingRoutes } from './http/profiling';
 import { UwsTransport, type UpgradeInfo } from './transport/uws-server';
 
 /** Per-IP token bucket for new connections. */
@@ -186,6 +187,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     },
     staticDir: config.staticDir,
   });
+  const profiling = createProfilingRoutes({
+    ...config.profiling,
+    apiKey: config.apiKey,
+    nodeId: config.nodeId,
+  });
 
   const reject = (status: number, reason: string, error: string, headers?: Record<string, string>) => {
     metrics.upgradesRejected.inc({ reason });
@@ -305,7 +311,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
         log.info({ conn: client.id, user: client.user, code }, 'disconnected');
         gateway.closed(client, code);
       },
-      http: routes,
+      http: (req) => profiling(req) ?? routes(req),
     },
   );
 
