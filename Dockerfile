@@ -2,7 +2,7 @@
 # RelayChat gateway image.
 #   docker build -t relaychat/gateway:local .
 # Build stage: install every dependency from the committed lockfile, bundle, then drop dev dependencies.
-FROM node:20-slim AS build
+FROM node:22-slim AS build
 WORKDIR /app
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false NPM_CONFIG_FUND=false NPM_CONFIG_AUDIT=false
 COPY package.json package-lock.json ./
@@ -12,8 +12,8 @@ RUN npm run build && npm prune --omit=dev
 # uWebSockets.js ships binaries for every platform and Node ABI (~130 MB); keep the one this image runs.
 RUN node -e "const fs=require('fs'),d='node_modules/uWebSockets.js/dist/bin',keep='uws_'+process.platform+'_'+process.arch+'_'+process.versions.modules+'.node';if(!fs.existsSync(d+'/'+keep))throw new Error('no '+keep);for(const f of fs.readdirSync(d))if(f!==keep)fs.rmSync(d+'/'+f)"
 
-# Runtime stage: Node 20 on Debian slim (glibc, which the uWebSockets.js binaries need), no build tools, non-root.
-FROM node:20-slim AS runtime
+# Runtime stage: Node 22 on Debian slim (glibc, which the uWebSockets.js binaries need), no build tools, non-root.
+FROM node:22-slim AS runtime
 ENV NODE_ENV=production PORT=8080
 WORKDIR /app
 COPY --from=build --chown=node:node /app/package.json ./package.json
