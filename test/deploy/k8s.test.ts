@@ -121,6 +121,7 @@ const builds: Record<string, Obj[]> = {
   base: kustomize('deploy/k8s/base'),
   dev: kustomize('deploy/k8s/overlays/dev'),
   prod: kustomize('deploy/k8s/overlays/prod'),
+  canary: kustomize('deploy/k8s/overlays/canary'),
 };
 const everyBuild = Object.entries(builds);
 
@@ -128,6 +129,21 @@ const everyBuild = Object.entries(builds);
 
 const matches = (selector: Labels, labels: Labels | undefined) =>
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+interface LabelSelector {
+  matchLabels?: Labels;
+  matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
+}
+/** A label selector with matchLabels and/or matchExpressions (only `In` is used in these manifests). */
+function selects(sel: LabelSelector, labels: Labels | undefined): boolean {
+  return (
+    matches(sel.matchLabels ?? {}, labels) &&
+    (sel.matchExpressions ?? []).every((e) => {
+      if (e.operator !== 'In') throw new Error(`selector operator ${e.operator} is not checked here`);
+      return (e.values ?? []).includes(labels?.[e.key] ?? '');
+    })
+  );
+}
 
 function podTemplates(objs: Obj[]): Array<[Obj, PodTemplate]> {
   return objs
@@ -389,11 +405,9 @@ describe('what the schemas cannot see', () => {
       expect(templates.some(([, p]) => matches(pdb.spec.selector.matchLabels, p.metadata.labels))).toBe(true);
     }
     for (const np of objs.filter((o) => o.kind === 'NetworkPolicy')) {
-      const selected = templates.filter(([, p]) =>
-        matches(np.spec.podSelector.matchLabels, p.metadata.labels),
-      );
-      expect([id(np), selected.length]).toEqual([id(np), 1]);
-      const ports = selected[0]![1].spec.containers.flatMap((c) => c.ports ?? []);
+      const selected = templates.filter(([, p]) => selects(np.spec.podSelector, p.metadata.labels));
+      expect([id(np), selected.length > 0]).toEqual([id(np), true]);
+      const ports = selected.flatMap(([, t]) => t.spec.containers.flatMap((c) => c.ports ?? []));
       for (const rule of np.spec.ingress ?? []) {
         for (const p of rule.ports ?? [])
           expect([id(np), p.port, portResolves(p.port, ports)]).toEqual([id(np), p.port, true]);
@@ -473,5 +487,87 @@ describe('what the schemas cannot see', () => {
   it('every manifest file in base is listed in kustomization.yaml', () => {
     const k = readYaml('deploy/k8s/base/kustomization.yaml') as { resources: string[] };
     expect([...k.resources].sort()).toEqual(BASE_FILES.map((f) => f.replace('deploy/k8s/base/', '')).sort());
+  });
+});
+
+describe('the canary overlay', () => {
+  const canary = builds.canary!;
+  const find = (kind: string, name: string) => {
+    const o = canary.find((x) => x.kind === kind && x.metadata.name === name);
+    if (!o) throw new Error(`no ${kind}/${name} in the canary build`);
+    return o;
+  };
+  const stable = find('Deployment', 'gateway');
+  const canaryDeployment = find('Deployment', 'gateway-canary');
+  const podLabels = (d: Obj) => (d.spec.template as PodTemplate).metadata.labels;
+
+  it('runs the new version beside prod, which it leaves as it is', () => {
+    const image = (d: Obj) =>
+      ((d.spec.template as PodTemplate).spec.containers[0] as unknown as { image: string }).image;
+    expect(image(canaryDeployment)).toBe('registry.example.com/relaychat/gateway:0.2.0');
+    expect(image(stable)).toBe(image(gatewayOf(builds.prod!).deployment));
+    const prodIds = builds.prod!.map(id).sort();
+    expect(
+      canary
+        .map(id)
+        .filter((i) => prodIds.includes(i))
+        .sort(),
+    ).toEqual(prodIds);
+    expect(podLabels(stable).track).toBe('stable');
+    expect(podLabels(canaryDeployment).track).toBe('canary');
+    expect(canaryDeployment.spec.replicas).toBe(1);
+  });
+
+  it('its Deployment is the stable one but for name, labels, replicas and image', () => {
+    const strip = (d: Obj) => {
+      const c = JSON.parse(JSON.stringify(d.spec)) as Record<string, unknown> & { template: PodTemplate };
+      delete c.replicas;
+      delete c.selector;
+      delete (c.template as { metadata?: unknown }).metadata;
+      for (const k of c.template.spec.containers) delete (k as { image?: string }).image;
+      return JSON.stringify(c).replaceAll('relaychat-gateway-canary', 'relaychat-gateway');
+    };
+    expect(strip(canaryDeployment)).toBe(strip(stable));
+  });
+
+  it('the stable and canary selectors never pick each other’s pods', () => {
+    const sel = (o: Obj) => (o.kind === 'Service' ? o.spec.selector : o.spec.selector.matchLabels) as Labels;
+    expect(matches(sel(stable), podLabels(canaryDeployment))).toBe(false);
+    expect(matches(sel(canaryDeployment), podLabels(stable))).toBe(false);
+    expect(matches(sel(find('Service', 'gateway')), podLabels(canaryDeployment))).toBe(false);
+    expect(matches(sel(find('Service', 'gateway-canary')), podLabels(canaryDeployment))).toBe(true);
+    expect(matches(sel(find('Service', 'gateway-canary')), podLabels(stable))).toBe(false);
+  });
+
+  it('an ingress-nginx canary Ingress sends a share of new connections to the canary Service', () => {
+    const main = find('Ingress', 'gateway');
+    const ing = find('Ingress', 'gateway-canary');
+    const a = ing.metadata.annotations ?? {};
+    expect(a['nginx.ingress.kubernetes.io/canary']).toBe('true');
+    const weight = Number(a['nginx.ingress.kubernetes.io/canary-weight']);
+    expect(weight).toBeGreaterThan(0);
+    expect(weight).toBeLessThan(100);
+    expect(main.metadata.annotations?.['nginx.ingress.kubernetes.io/canary']).toBeUndefined();
+    // Same host and path (ingress-nginx pairs them), same WebSocket timeouts, the canary Service behind it.
+    expect(ing.spec.rules.map((r: { host: string }) => r.host)).toEqual(
+      main.spec.rules.map((r: { host: string }) => r.host),
+    );
+    expect(ing.spec.rules[0].http.paths[0].path).toBe(main.spec.rules[0].http.paths[0].path);
+    for (const k of Object.keys(main.metadata.annotations ?? {}))
+      expect(a[k]).toBe(main.metadata.annotations![k]);
+    expect(ing.spec.rules[0].http.paths[0].backend.service.name).toBe('gateway-canary');
+  });
+
+  it('Prometheus scrapes both tracks into job="gateway", with the track label, and one policy covers both', () => {
+    const sm = find('ServiceMonitor', 'gateway');
+    expect(sm.spec.podTargetLabels).toContain('track');
+    for (const name of ['gateway', 'gateway-canary']) {
+      const svc = find('Service', name);
+      expect(matches(sm.spec.selector.matchLabels, svc.metadata.labels)).toBe(true);
+      expect(svc.metadata.labels![sm.spec.jobLabel as string]).toBe('gateway');
+    }
+    const np = find('NetworkPolicy', 'gateway');
+    expect(selects(np.spec.podSelector, podLabels(stable))).toBe(true);
+    expect(selects(np.spec.podSelector, podLabels(canaryDeployment))).toBe(true);
   });
 });

@@ -80,7 +80,7 @@ test('alice and bob on two gateways see each other’s messages, in the README�
   bob.type('/dm alice psst');
   alice.type('{"type":"ping"}'); // a JSON command without an id gets one
   const dm = await seen(alice, (f) => f.type === 'dm' && f.body === 'psst', 'alice gets the DM');
-  expect(dm.from).toBe('bob');
+  expect(dm!.from).toBe('bob');
   await seen(alice, (f) => f.pong === true && typeof f.re === 'number', 'alice’s ping answered');
   await seen(bob, (f) => f.type === undefined && f.ok === true && f.stored === true, 'bob’s DM stored');
 

@@ -219,5 +219,52 @@ export const clusterOverview = {
         }),
       ],
     },
+    {
+      title: 'Canary vs stable',
+      panels: [
+        timeseries({
+          title: 'Error replies per command, by track',
+          description:
+            'Error replies over commands received, per release track (the `track` pod label, canary or stable, that the ServiceMonitor copies onto the series; see Canary releases in docs/OPERATIONS.md). A canary above stable is the signal to roll back.',
+          unit: 'percentunit',
+          queries: [
+            {
+              expr: 'sum by (track) (rate(gateway_error_replies_total[$__rate_interval])) / sum by (track) (rate(gateway_messages_in_total[$__rate_interval]))',
+              legend: '{{track}}',
+            },
+          ],
+        }),
+        timeseries({
+          title: 'Delivery p99, by track',
+          description:
+            'Publish to frame written, 99th percentile, per release track (gateway_delivery_latency_seconds).',
+          unit: 's',
+          queries: [
+            {
+              expr: 'histogram_quantile(0.99, sum by (track, le) (rate(gateway_delivery_latency_seconds_bucket[$__rate_interval])))',
+              legend: '{{track}}',
+            },
+          ],
+        }),
+        timeseries({
+          title: 'Connections, by track',
+          description:
+            'Open connections per release track (gateway_connections): the canary share of new connections shows here.',
+          queries: [{ expr: 'sum by (track) (gateway_connections)', legend: '{{track}}' }],
+        }),
+        timeseries({
+          title: 'Dropped and failed connections, by track',
+          description:
+            'Connections closed abnormally (1006 dropped, 1011 internal error) per second, per release track (gateway_connections_closed_total).',
+          unit: 'cps',
+          queries: [
+            {
+              expr: 'sum by (track) (rate(gateway_connections_closed_total{code=~"1006|1011"}[$__rate_interval]))',
+              legend: '{{track}}',
+            },
+          ],
+        }),
+      ],
+    },
   ]),
 } satisfies Dashboard;
