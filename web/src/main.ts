@@ -11,6 +11,7 @@ import {
 } from '../../client/src';
 import { NotDevModeError, devTokenGetter, gatewayUrls, readClaims, tokenOrigins } from './auth';
 import { avatar, byId, colorOf, formatDay, formatTime, h, initial } from './dom';
+import { clearSession, loadSession, loadView, saveSession, saveView, type SavedSession } from './session';
 
 const HISTORY_PAGE = 50;
 const MAX_ENTRIES = 1000;
@@ -57,6 +58,7 @@ const ui = {
   signinButton: byId<HTMLButtonElement>('signin-button'),
   signinError: byId('signin-error'),
   app: byId('app'),
+  menu: byId<HTMLButtonElement>('menu'),
   rooms: byId('rooms'),
   joinForm: byId<HTMLFormElement>('join-form'),
   joinRoom: byId<HTMLInputElement>('join-room'),
@@ -345,6 +347,8 @@ function renderPresence(): void {
 
 function setActive(key: string | undefined): void {
   active = key;
+  setMenu(false);
+  persistView();
   const conv = key ? convs.get(key) : undefined;
   if (conv) conv.unread = 0;
   renderHeader();
@@ -420,11 +424,37 @@ async function leaveRoom(name: string): Promise<void> {
   convs.delete(key);
   if (active === key) setActive(firstConversation());
   else renderSidebar();
+  persistView();
   try {
     await client.leave(name);
   } catch (err) {
     toast(`leave #${name}: ${errorText(err)}`);
   }
+}
+
+// ------------------------------------------------------------------ phone menu and reloads
+
+/** Opens or closes the conversation list (a menu at phone width; always shown on wider screens). */
+function setMenu(open: boolean): void {
+  ui.app.classList.toggle('nav-open', open);
+  ui.menu.setAttribute('aria-expanded', String(open));
+}
+
+/** Saves the joined rooms and the conversation on screen, for a reload of this tab. */
+function persistView(): void {
+  if (!client) return;
+  const rooms = [...convs.values()].filter((c) => c.kind === 'room').map((c) => c.name);
+  saveView({ rooms, active });
+}
+
+/** Signs back in after a reload with what sessionStorage kept (see session.ts). */
+function resume(saved: SavedSession): void {
+  if (saved.kind === 'token') {
+    startClient(saved.token, readClaims(saved.token).sub ?? '');
+    return;
+  }
+  ui.signinName.value = saved.name;
+  startClient(devTokenGetter(saved.name, tokenOrigins(window.location, urls)), saved.name);
 }
 
 function firstConversation(): string | undefined {
@@ -543,8 +573,12 @@ function startClient(token: string | TokenGetter, user: string): void {
   paintMe();
   renderConn();
   c.connect().catch((err: unknown) => toast(errorText(err)));
+  // After a reload: the rooms that were joined, and the conversation that was on screen, with its history.
+  const view = loadView();
   const rooms = new URLSearchParams(window.location.search).get('rooms');
-  for (const room of rooms ? rooms.split(',') : [DEFAULT_ROOM]) void joinRoom(room.trim());
+  for (const room of rooms ? rooms.split(',') : (view?.rooms ?? [DEFAULT_ROOM])) void joinRoom(room.trim());
+  if (view?.active?.startsWith('dm:')) openDm(view.active.slice(3));
+  else if (view?.active && convs.has(view.active)) setActive(view.active);
 }
 
 function paintMe(): void {
@@ -554,6 +588,7 @@ function paintMe(): void {
 }
 
 function signOut(): void {
+  clearSession();
   client?.close();
   client = undefined;
   convs.clear();
@@ -574,6 +609,7 @@ ui.signinForm.addEventListener('submit', (e) => {
     const name = ui.signinName.value.trim();
     if (pasted) {
       const sub = readClaims(pasted).sub;
+      saveSession({ kind: 'token', token: pasted });
       startClient(pasted, sub ?? '');
       return;
     }
@@ -586,6 +622,7 @@ ui.signinForm.addEventListener('submit', (e) => {
       const getter = devTokenGetter(name, tokenOrigins(window.location, urls));
       let first: string | undefined = await getter();
       localStorage.setItem('relaychat.name', name);
+      saveSession({ kind: 'dev', name });
       startClient(() => {
         const t = first;
         first = undefined;
@@ -601,6 +638,7 @@ ui.signinForm.addEventListener('submit', (e) => {
 });
 
 ui.signout.addEventListener('click', signOut);
+ui.menu.addEventListener('click', () => setMenu(!ui.app.classList.contains('nav-open')));
 
 ui.joinForm.addEventListener('submit', (e) => {
   e.preventDefault();
@@ -644,3 +682,5 @@ ui.composer.addEventListener('submit', (e) => {
 ui.signinName.value = localStorage.getItem('relaychat.name') ?? '';
 renderConn();
 renderHeader();
+const saved = loadSession();
+if (saved) resume(saved);
