@@ -29,6 +29,19 @@ const COMMAND_TYPES: Record<CommandType, true> = {
   ping: true,
 };
 const keys = (o: object) => Object.keys(o);
+const REDIS_COMMANDS = [
+  'ping',
+  'append',
+  'read',
+  'presence',
+  'index',
+  'connections',
+  'publish',
+  'rate',
+  'nodes',
+  'subscribe',
+  'ssubscribe',
+];
 
 /**
  * Label values known in advance, per labelled metric: each of these series exists from the start at 0, so a
@@ -50,13 +63,9 @@ export const KNOWN_LABEL_VALUES: Record<string, Record<string, readonly string[]
   gateway_error_replies_total: { code: keys(ERROR_CODES) },
   gateway_rate_limited_total: { scope: ['connection', 'user', 'ip'] },
   gateway_recoveries_total: { result: ['recovered', 'gap'] },
-  // The engine's timed Redis calls (RedisEngine.timed).
-  gateway_redis_errors_total: {
-    command: ['ping', 'append', 'read', 'presence', 'index', 'connections', 'publish', 'rate', 'nodes'],
-  },
-  gateway_redis_command_duration_seconds: {
-    command: ['ping', 'append', 'read', 'presence', 'index', 'connections', 'publish', 'rate', 'nodes'],
-  },
+  // The engine's timed Redis calls (RedisEngine.timed), and the (sharded) subscriptions it reports.
+  gateway_redis_errors_total: { command: REDIS_COMMANDS },
+  gateway_redis_command_duration_seconds: { command: REDIS_COMMANDS },
 };
 
 /** Every combination of the known values of `metric`'s labels (one label each today; any number works). */
