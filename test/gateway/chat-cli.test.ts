@@ -67,7 +67,11 @@ test('alice and bob on two gateways see each otherâ€™s messages, in the READMEâ€
   await seen(alice, (f) => f.re === 1 && f.ok === true, 'alice joined');
   bob.type('/join lobby');
   await seen(bob, (f) => f.re === 1 && f.ok === true, 'bob joined');
-  await seen(alice, (f) => f.type === 'presence' && f.user === 'bob', 'alice sees bob arrive');
+  await seen(
+    alice,
+    (f) => f.type === 'presence' && Array.isArray(f.joined) && f.joined.includes('bob'),
+    'alice sees bob arrive',
+  );
 
   // 2. alice says hello; both see it
   alice.type('{"id":2,"type":"publish","room":"lobby","body":"hello from gw-1"}');

@@ -16,6 +16,12 @@ const AUTH_FAILURES: Record<AuthFailure, true> = {
   bad_issuer: true,
   bad_audience: true,
   no_subject: true,
+  bad_subject: true,
+  no_expiry: true,
+  lifetime_too_long: true,
+  too_many_room_patterns: true,
+  room_pattern_too_long: true,
+  revoked: true,
 };
 const COMMAND_TYPES: Record<CommandType, true> = {
   join: true,
@@ -61,7 +67,7 @@ export const KNOWN_LABEL_VALUES: Record<string, Record<string, readonly string[]
   gateway_messages_in_total: { type: [...keys(COMMAND_TYPES), 'invalid'] },
   gateway_messages_out_total: { type: ['welcome', 'reply', 'message', 'dm', 'presence', 'gap', 'reconnect'] },
   gateway_error_replies_total: { code: keys(ERROR_CODES) },
-  gateway_rate_limited_total: { scope: ['connection', 'user', 'ip'] },
+  gateway_rate_limited_total: { scope: ['connection', 'user', 'ip', 'user_connections'] },
   gateway_recoveries_total: { result: ['recovered', 'gap'] },
   // The engine's timed Redis calls (RedisEngine.timed), and the (sharded) subscriptions it reports.
   gateway_redis_errors_total: { command: REDIS_COMMANDS },
