@@ -102,11 +102,16 @@ describe('a fresh node exports every series the dashboards and alerts query', ()
   test.each(Object.entries(KNOWN_LABEL_VALUES))(
     '%s starts at 0 for each known label value',
     (metric, labels) => {
-      const [label, values] = Object.entries(labels)[0]!;
       const name = series.some((s) => s.name === metric) ? metric : `${metric}_count`;
-      for (const v of values) {
-        const found = series.filter((s) => s.name === name && s.labels[label] === v);
-        expect([v, found.length]).toEqual([v, 1]);
+      for (const [label, values] of Object.entries(labels)) {
+        for (const v of values) {
+          const found = series.filter((s) => s.name === name && s.labels[label] === v);
+          // One series per combination with the other labels' values.
+          const others = Object.entries(labels)
+            .filter(([l]) => l !== label)
+            .reduce((n, [, vs]) => n * vs.length, 1);
+          expect([label, v, found.length]).toEqual([label, v, others]);
+        }
       }
     },
   );

@@ -4,6 +4,8 @@ import client from 'prom-client';
 import type { AuthFailure } from './auth/tokens';
 import type { CommandType } from './protocol/commands';
 import { CLOSE, ERROR_CODES } from './protocol/errors';
+import { WEBHOOK_EVENTS } from './config';
+import type { HookName, HookOutcome } from './hooks/hooks';
 
 // Records over a union type: the compiler fails until every member is listed (and only members are).
 const AUTH_FAILURES: Record<AuthFailure, true> = {
@@ -34,6 +36,8 @@ const COMMAND_TYPES: Record<CommandType, true> = {
   refresh: true,
   ping: true,
 };
+const HOOKS: Record<HookName, true> = { connect: true, join: true, publish: true };
+const HOOK_OUTCOMES: Record<HookOutcome, true> = { allow: true, deny: true, error: true, cached: true };
 const keys = (o: object) => Object.keys(o);
 const REDIS_COMMANDS = [
   'ping',
@@ -72,6 +76,14 @@ export const KNOWN_LABEL_VALUES: Record<string, Record<string, readonly string[]
   // The engine's timed Redis calls (RedisEngine.timed), and the (sharded) subscriptions it reports.
   gateway_redis_errors_total: { command: REDIS_COMMANDS },
   gateway_redis_command_duration_seconds: { command: REDIS_COMMANDS },
+  gateway_hook_calls_total: { hook: keys(HOOKS), outcome: keys(HOOK_OUTCOMES) },
+  gateway_hook_errors_total: {
+    hook: keys(HOOKS),
+    kind: ['timeout', 'network', 'status', 'bad_response', 'overload'],
+  },
+  gateway_hook_duration_seconds: { hook: keys(HOOKS) },
+  gateway_webhooks_recorded_total: { type: [...WEBHOOK_EVENTS, 'message'] },
+  gateway_webhook_deliveries_total: { result: ['delivered', 'failed', 'expired'] },
 };
 
 /** Every combination of the known values of `metric`'s labels (one label each today; any number works). */
