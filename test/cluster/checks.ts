@@ -198,6 +198,23 @@ export function score(sub: TestClient, room: string, acks: Ack[]): Score {
   };
 }
 
+/**
+ * Holes a client was not told about: places in its stream of messages and gaps (one room, in arrival order) where
+ * the next offset is not the one after the last, with no gap event covering the difference. A new epoch (a gap
+ * with `to: null`) restarts the count at 1.
+ */
+export function silentJumps(sub: TestClient, room: string): string[] {
+  const jumps: string[] = [];
+  let last: number | undefined;
+  for (const f of sub.frames) {
+    if (f.room !== room || (f.type !== 'message' && f.type !== 'gap')) continue;
+    const first = f.type === 'gap' ? (f.from as number) : (f.offset as number);
+    if (last !== undefined && first !== last + 1) jumps.push(`${last} -> ${first}`);
+    last = f.type === 'message' ? (f.offset as number) : f.to === null ? 0 : (f.to as number);
+  }
+  return jumps;
+}
+
 /** Resolves once the subscriber holds every acknowledged message or a gap for it (or the timeout passes). */
 export async function settle(sub: TestClient, room: string, acks: Ack[], timeoutMs = 15_000): Promise<Score> {
   const deadline = Date.now() + timeoutMs;

@@ -12,9 +12,7 @@ let node: GatewayProc;
 
 beforeAll(async () => {
   redis = await startRedis();
-  ({
-    nodes: [node],
-  } = (await startNodes(1, faultEnv(redis.url, { API_KEY }))) as { nodes: [GatewayProc] });
+  node = (await startNodes(1, faultEnv(redis.url, { API_KEY }))).nodes[0]!;
 });
 afterAll(async () => {
   await node?.kill();
