@@ -36,7 +36,8 @@ export class PresenceMarks {
    * Rejects when a write failed; the mark is then retried every second until it holds.
    */
   sync(room: string, user: string): Promise<string[] | undefined> {
-    const key = JSON.stringify([room, user]);
+    // Unambiguous: room names never contain a newline (protocol/commands.ts validRoom).
+    const key = `${room}\n${user}`;
     let mark = this.marks.get(key);
     if (!mark) this.marks.set(key, (mark = { marked: false, running: undefined }));
     clearTimeout(mark.retry);
