@@ -356,7 +356,7 @@ export class Hub {
         sub.seenEpoch !== undefined || sub.seen > sub.offset || page.events.length === this.opts.catchUpPage;
       if (!behind) {
         // Held offsets the store no longer reaches were sent already: nothing of them is owed.
-        if (sub.hold && sub.hold.to > sub.offset) sub.offset = sub.hold.to;
+        if (sub.hold?.epoch === sub.epoch && sub.hold.to > sub.offset) sub.offset = sub.hold.to;
         sub.hold = undefined;
         sub.catchingUp = false;
         return;
