@@ -1,7 +1,15 @@
 // Presence is the truth: whatever the interleaving of join, leave, close and the room's subscription, a user is
 // listed exactly while one of their connections is in the room. Each try joins a room new to the node (so the
 // join waits for a SUBSCRIBE) and leaves it at once, closes the socket, or drops the TCP connection.
-import { startRedis, token, TestClient, until, type GatewayProc, type RedisProc } from '../helpers/harness';
+import {
+  startGateway,
+  startRedis,
+  token,
+  TestClient,
+  until,
+  type GatewayProc,
+  type RedisProc,
+} from '../helpers/harness';
 import { faultEnv, startNodes } from './nodes';
 
 const API_KEY = 'presence-truth-api-key';
@@ -129,4 +137,32 @@ test('two connections of one user joining and leaving the same fresh rooms in a 
   await a.close();
   await b.close();
   await expectEmpty('pt-pair-');
+});
+
+test('a leave whose presence removal fails while Redis is frozen is retried until it holds: no ghost after Redis is back', async () => {
+  const gw = await startGateway({
+    ...faultEnv(redis.url, { API_KEY, REDIS_COMMAND_TIMEOUT_MS: '300' }),
+    NODE_ID: 'presence-truth-frozen',
+  });
+  try {
+    const c = await TestClient.connect(gw.wsUrl, token('fay'));
+    await c.ok({ type: 'join', room: 'pt-frozen' });
+    expect(await apiPresence('pt-frozen')).toEqual(['fay']);
+    redis.pause();
+    try {
+      await c.close();
+      await until('the failed removal to be logged', () => gw.logs().includes('presence write failed'), 5000);
+    } finally {
+      redis.resume();
+    }
+    await until(
+      'presence to be empty again',
+      async () => (await apiPresence('pt-frozen')).length === 0,
+      5000,
+    );
+    expect(await redis.cli('ZCARD', 'rc:{r:pt-frozen}:p')).toBe('0');
+    expect(await redis.cli('HLEN', 'rc:{r:pt-frozen}:pu')).toBe('0');
+  } finally {
+    await gw.kill();
+  }
 });
