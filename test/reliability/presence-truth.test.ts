@@ -44,7 +44,12 @@ async function presenceInRedis(prefix: string): Promise<{ entries: string[]; ind
     const n = Number(await redis.cli(type === 'zset' ? 'ZCARD' : 'HLEN', key));
     if (n > 0) entries.push(`${key} (${n}, ttl ${await redis.cli('TTL', key)})`);
   }
-  const index = (await redis.cli('SMEMBERS', `rc:node:${node.nodeId}:idx`)).split('\n');
+  // The node's index, under its instance id (`<NODE_ID>#<random>`); gone when it holds nothing.
+  const indexKeys = (await redis.cli('--scan', '--pattern', `rc:node:${node.nodeId}#*:idx`))
+    .split('\n')
+    .filter(Boolean);
+  expect(indexKeys.length).toBeLessThanOrEqual(1);
+  const index = indexKeys[0] ? (await redis.cli('SMEMBERS', indexKeys[0])).split('\n') : [];
   const indexed = index.filter((m) => m.startsWith('["p",') && m.includes(`"${prefix}`));
   return { entries, indexed };
 }
