@@ -171,8 +171,8 @@ test('a malformed inbox position is refused with 400 before a socket exists, and
       { status: 400, body: { error: 'bad_request', reason: 'bad_inbox' } },
     ]);
   }
-  // A bad token is still a 401 whatever the inbox parameter says.
-  expect((await upgradeStatus(gw.wsUrl, '?token=nope&inbox=abc')).status).toBe(401);
+  // A well-formed position does not get a bad token through.
+  expect((await upgradeStatus(gw.wsUrl, '?token=nope&inbox=3')).status).toBe(401);
   const ok = await TestClient.connect(gw.wsUrl, token('mal'), { query: 'inbox=0' });
   expect(ok.welcome.inbox).toMatchObject({ offset: 0, recovered: true });
   expect((await ok.ok({ type: 'ping' })).pong).toBe(true);
