@@ -49,8 +49,8 @@ afterAll(async () => {
 /** Counts every `dm` frame that reaches a socket, by id, before the SDK sees it. */
 const wireDms = new Map<string, number>();
 class CountingWebSocket extends WebSocket {
-  constructor(url: string) {
-    super(url);
+  constructor(url: string, protocols?: string | string[]) {
+    super(url, protocols); // the SDK offers its encoding (and token) as subprotocols
     this.on('message', (data: WebSocket.RawData) => {
       const f = JSON.parse(String(data)) as Frame;
       if (f.type === 'dm') wireDms.set(f.id as string, (wireDms.get(f.id as string) ?? 0) + 1);
