@@ -90,7 +90,10 @@ export interface ChatClientOptions {
   refreshBeforeMs?: number;
   /** Ping an idle connection this often to detect a dead peer; 0 disables. Default 20000. */
   pingIntervalMs?: number;
-  /** On the first connection, replay stored DMs after this offset (`{offset: 0}`: all stored). Default: none. */
+  /**
+   * On the first connection, replay stored DMs after this inbox position (`{offset: 0}`: all stored). Later
+   * connections resume from the last DM delivered. Default: none (the first connection starts live).
+   */
   inboxSince?: Since;
   /** Randomness for backoff jitter (tests). Default Math.random. */
   random?: () => number;
@@ -141,8 +144,9 @@ export interface PresenceChange {
 }
 
 /**
- * Messages that were not delivered. Emitted for a server `gap` event, for a rejoin the server could not recover
- * (`recovered: false`), and for an offset skipped inside one epoch. Page `history` to fill it where possible.
+ * Messages that were not delivered. Emitted for a server `gap` event (`reason: 'gap'`; the server then replays
+ * what it still keeps), for an offset skipped inside one epoch (`'skipped'`), and for an inbox a server that
+ * predates `?inbox=` could not recover (`'not_recovered'`). Page `history` to fill it where possible.
  */
 export interface GapInfo {
   room?: string;
@@ -544,6 +548,9 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if ((this.options.tokenCarrier ?? 'subprotocol') === 'subprotocol' && tokenFitsSubprotocol(token))
       protocols.push(TOKEN_SUBPROTOCOL_PREFIX + token);
     else target.searchParams.set('token', token);
+    // The inbox resumes where this client left it: the server starts the connection's inbox right there.
+    const inbox = this.inboxPosition();
+    if (inbox) target.searchParams.set('inbox', `${inbox.offset}${inbox.epoch ? `:${inbox.epoch}` : ''}`);
     let ws: WebSocketLike;
     try {
       ws = new this.WS(target.toString(), protocols);
@@ -695,9 +702,17 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     }
   }
 
+  /** The inbox position to connect with: the last DM delivered, or `inboxSince` the first time. */
+  private inboxPosition(): Since | undefined {
+    if (this.inbox.offset !== undefined) return { offset: this.inbox.offset, epoch: this.inbox.epoch };
+    return this.everConnected ? undefined : this.options.inboxSince;
+  }
+
   private async onWelcome(ws: WebSocketLike, welcome: WelcomeFrame): Promise<void> {
     this.welcome = welcome;
     const resumed = this.everConnected;
+    // The server started this connection's inbox here; DMs (and a gap for what is gone) follow from it.
+    if (welcome.inbox) this.inbox = { offset: welcome.inbox.offset, epoch: welcome.inbox.epoch };
     try {
       await this.resubscribe();
     } catch (err) {
@@ -751,36 +766,30 @@ export class ChatClient extends Emitter<ChatClientEvents> {
         ),
       );
     }
-    const inboxSince: Since | undefined =
-      this.inbox.offset !== undefined
-        ? { offset: this.inbox.offset, epoch: this.inbox.epoch }
-        : this.everConnected
-          ? undefined
-          : this.options.inboxSince;
-    const inboxCmd: Command = inboxSince ? { type: 'inbox', since: inboxSince } : { type: 'inbox' };
-    tasks.push(
-      (this.enqueue(inboxCmd, timeout, true) as Promise<InboxResult>).then((reply) =>
-        this.applyInbox(reply, inboxSince),
-      ),
-    );
+    // A server that predates `?inbox=` says nothing of the inbox in its welcome: resume it with a command.
+    if (this.welcome?.inbox === undefined) tasks.push(this.resumeInbox(timeout));
     await Promise.all(tasks);
+  }
+
+  private resumeInbox(timeout: number): Promise<void> {
+    const inboxSince = this.inboxPosition();
+    const inboxCmd: Command = inboxSince ? { type: 'inbox', since: inboxSince } : { type: 'inbox' };
+    return (this.enqueue(inboxCmd, timeout, true) as Promise<InboxResult>).then((reply) =>
+      this.applyInbox(reply, inboxSince),
+    );
   }
 
   private applyJoin(room: string, st: RoomState, reply: JoinResult, since: Since | undefined): void {
     if (this.roomStates.get(room) !== st) return; // left meanwhile
     st.joined = true;
+    const sameEpoch = since !== undefined && (since.epoch === undefined || since.epoch === reply.epoch);
     if (since && reply.recovered === false) {
-      const sameEpoch = since.epoch === undefined || since.epoch === reply.epoch;
-      this.emit('gap', {
-        room,
-        from: since.offset + 1,
-        to: sameEpoch ? reply.offset : undefined,
-        epoch: reply.epoch,
-        previousEpoch: since.epoch,
-        reason: 'not_recovered',
-      });
-      st.offset = reply.offset;
-      st.epoch = reply.epoch;
+      // The server replays what it still keeps after a `gap` event for what is gone (or a new epoch). Only a
+      // position ahead of the store (it lost messages in a crash) is reset to the latest offset.
+      if (sameEpoch && since.offset > reply.offset) {
+        st.offset = reply.offset;
+        st.epoch = reply.epoch;
+      }
     } else if (since) {
       st.epoch = reply.epoch;
       if (st.offset === undefined) st.offset = since.offset;
@@ -839,13 +848,14 @@ export class ChatClient extends Emitter<ChatClientEvents> {
   }
 
   private onDm(ev: DirectMessageEvent): void {
-    if (this.seenDmIds.has(ev.id)) return;
-    this.rememberDm(ev.id);
     if (this.inbox.epoch === ev.epoch && this.inbox.offset !== undefined) {
       this.inbox.offset = Math.max(this.inbox.offset, ev.offset);
     } else {
       this.inbox = { offset: ev.offset, epoch: ev.epoch };
     }
+    // The only repeat is this client's own DM (answered by its reply, then replayed from its inbox copy).
+    if (this.seenDmIds.has(ev.id)) return;
+    this.rememberDm(ev.id);
     this.emit('dm', ev);
   }
 
@@ -883,37 +893,25 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     });
   }
 
+  /** A gap event: the position moves past it (to 0 of the new epoch for a reset), and the app is told. */
   private onGap(ev: GapEvent): void {
+    const to = ev.to ?? 0;
+    const info: GapInfo = { from: ev.from, epoch: ev.epoch, reason: 'gap' };
+    if (ev.to !== null) info.to = ev.to;
     if (ev.inbox) {
       const previousEpoch = this.inbox.epoch;
-      this.inbox = {
-        offset: Math.max(ev.to, previousEpoch === ev.epoch ? (this.inbox.offset ?? 0) : ev.to),
-        epoch: ev.epoch,
-      };
-      this.emit('gap', {
-        inbox: true,
-        from: ev.from,
-        to: ev.to,
-        epoch: ev.epoch,
-        previousEpoch,
-        reason: 'gap',
-      });
+      const kept = previousEpoch === ev.epoch ? (this.inbox.offset ?? 0) : 0;
+      this.inbox = { offset: Math.max(to, kept), epoch: ev.epoch };
+      this.emit('gap', { inbox: true, ...info, previousEpoch });
       return;
     }
     if (ev.room === undefined) return;
     const st = this.roomStates.get(ev.room);
     if (!st) return;
     const previousEpoch = st.epoch;
-    st.offset = previousEpoch === ev.epoch && st.offset !== undefined ? Math.max(st.offset, ev.to) : ev.to;
+    st.offset = previousEpoch === ev.epoch && st.offset !== undefined ? Math.max(st.offset, to) : to;
     st.epoch = ev.epoch;
-    this.emit('gap', {
-      room: ev.room,
-      from: ev.from,
-      to: ev.to,
-      epoch: ev.epoch,
-      previousEpoch,
-      reason: 'gap',
-    });
+    this.emit('gap', { room: ev.room, ...info, previousEpoch });
   }
 
   // ---------------------------------------------------------------- timers

@@ -15,6 +15,12 @@ export interface WelcomeFrame {
   protocol: number;
   /** Token expiry in ms since epoch, or null for a token without `exp`. */
   expiresAt: number | null;
+  /**
+   * Where the connection's inbox starts: every DM after `offset` in `epoch` follows, once and in order (a `gap`
+   * event first for what is no longer kept). `recovered` only when the client gave its position (`?inbox=`).
+   * Absent on servers that predate it (the client then sends `inbox {since}`).
+   */
+  inbox?: { offset: number; epoch: string; recovered?: boolean };
 }
 
 export interface MessageEvent<B = unknown> {
@@ -57,7 +63,8 @@ export interface GapEvent {
   room?: string;
   inbox?: true;
   from: number;
-  to: number;
+  /** null: the history was reset (a new epoch); offsets restart at 1. */
+  to: number | null;
   epoch: string;
 }
 

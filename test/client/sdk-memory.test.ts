@@ -185,10 +185,13 @@ test('a room whose history was lost in a restart is reported as a gap, never hid
     await waitEvent(c, 'state', (s) => s.state === 'reconnecting');
     node = await startGateway({ PORT: String(port) });
     await waitEvent(c, 'connected', (e) => e.resumed);
-    const gap = await waitEvent(c, 'gap');
-    expect(gap).toMatchObject({ room: 'sdk-gap', reason: 'not_recovered', from: 2 });
+    const gap = await waitEvent(c, 'gap', (g) => g.room === 'sdk-gap');
+    expect(gap).toMatchObject({ room: 'sdk-gap', reason: 'gap', from: 2 });
+    expect(gap.to).toBeUndefined(); // a reset: everything after offset 1 of the old epoch is gone
     expect(gap.previousEpoch).toBeDefined();
     expect(gap.epoch).not.toBe(gap.previousEpoch);
+    // The inbox was reset with it, and says so too.
+    expect(await waitEvent(c, 'gap', (g) => g.inbox === true)).toMatchObject({ from: 1, reason: 'gap' });
     // Rejoined: the room works again in the new epoch, and the client follows it.
     await waitEvent(other, 'connected', (e) => e.resumed);
     await other.client.publish('sdk-gap', 'after');

@@ -9,7 +9,9 @@ import {
   presenceAcrossNodes,
   recoveryAcrossNodes,
   roomAcrossNodes,
+  jumpAnnouncedToLateJoiner,
   settle,
+  silentJumps,
   STREAM_ENV,
   StreamPublisher,
   subscriber,
@@ -176,7 +178,7 @@ test('a room’s slot migrated to another primary mid-stream: subscriptions foll
   }
 }, 60_000);
 
-test('a primary killed mid-stream with REDIS_WAIT_REPLICAS=1: its replica takes over and no acknowledged message is lost', async () => {
+test('a primary killed mid-stream with REDIS_WAIT_REPLICAS=1: its replica takes over, no acknowledged message is lost, and the offset jump is announced to live and late subscribers', async () => {
   const room = 'c-failover';
   const subA = await subscriber(a, 'fa', room);
   const subB = await subscriber(b, 'fb', room);
@@ -214,5 +216,8 @@ test('a primary killed mid-stream with REDIS_WAIT_REPLICAS=1: its replica takes 
     );
     expect(s.lost).toBe(0);
     expect(s.outOfOrder).toBe(0);
+    expect(silentJumps(sub, room)).toEqual([]);
   }
-}, 90_000);
+
+  await jumpAnnouncedToLateJoiner(connect, b, room, stream.acks);
+}, 120_000);

@@ -7,8 +7,10 @@ import {
   dmAcrossNodes,
   presenceAcrossNodes,
   recoveryAcrossNodes,
+  jumpAnnouncedToLateJoiner,
   roomAcrossNodes,
   settle,
+  silentJumps,
   STREAM_ENV,
   StreamPublisher,
   subscriber,
@@ -105,7 +107,7 @@ test('sentinel: subscriber connections killed mid-stream: resubscribed, caught u
   }
 });
 
-test('the primary killed mid-stream with REDIS_WAIT_REPLICAS=1: Sentinel promotes a replica and no acknowledged message is lost', async () => {
+test('the primary killed mid-stream with REDIS_WAIT_REPLICAS=1: Sentinel promotes a replica, no acknowledged message is lost, and the offset jump is announced to live and late subscribers', async () => {
   const room = 's-failover';
   const subA = await subscriber(a, 'fa', room);
   const subB = await subscriber(b, 'fb', room);
@@ -147,5 +149,7 @@ test('the primary killed mid-stream with REDIS_WAIT_REPLICAS=1: Sentinel promote
     );
     expect(s.lost).toBe(0);
     expect(s.outOfOrder).toBe(0);
+    expect(silentJumps(sub, room)).toEqual([]);
   }
-}, 90_000);
+  await jumpAnnouncedToLateJoiner(connect, b, room, stream.acks);
+}, 120_000);

@@ -229,6 +229,8 @@ export interface ConnectOptions {
   /** Where the token goes. Default: the query parameter. */
   carrier?: 'query' | 'subprotocol' | 'cookie' | 'bearer';
   headers?: Record<string, string>;
+  /** More upgrade parameters, e.g. `inbox=4:9b2e01`. */
+  query?: string;
 }
 
 /** A raw protocol v1 client over `ws`: requests by id, a log of every frame, and waits on predicates. */
@@ -280,7 +282,10 @@ export class TestClient {
     const headers: Record<string, string> = { ...opts.headers };
     if (carrier === 'cookie') headers.cookie = `relaychat_token=${tok}`;
     if (carrier === 'bearer') headers.authorization = `Bearer ${tok}`;
-    const url = carrier === 'query' ? `${wsUrl}?token=${encodeURIComponent(tok)}` : wsUrl;
+    const params = [carrier === 'query' ? `token=${encodeURIComponent(tok)}` : '', opts.query ?? ''].filter(
+      Boolean,
+    );
+    const url = params.length ? `${wsUrl}?${params.join('&')}` : wsUrl;
     const ws = new WebSocket(url, protocols, { localAddress: opts.localAddress, headers });
     const client = new TestClient(ws, opts.encoding);
     await new Promise<void>((resolve, reject) => {

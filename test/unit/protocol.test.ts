@@ -1,4 +1,4 @@
-import { parseCommand, FrameError } from '../../services/gateway/src/protocol/commands';
+import { parseCommand, parsePosition, FrameError } from '../../services/gateway/src/protocol/commands';
 import { errorReply, eventTail, storedEvent, gapEvent } from '../../services/gateway/src/protocol/frames';
 import { RoomPattern } from '../../services/gateway/src/auth/room-pattern';
 import { parseBusPayload } from '../../services/gateway/src/engine/redis-engine';
@@ -135,4 +135,33 @@ describe('config', () => {
     expect(() => loadConfig(env, dev)).toThrow(ConfigError);
     expect(() => loadConfig(env, dev)).toThrow(message);
   });
+});
+
+test('parsePosition reads <offset> and <offset>:<epoch> from the upgrade URL and refuses anything else', () => {
+  expect(parsePosition('0')).toEqual({ offset: 0 });
+  expect(parsePosition('42:9b2e01')).toEqual({ offset: 42, epoch: '9b2e01' });
+  expect(parsePosition(`${Number.MAX_SAFE_INTEGER}:a_B-9`)).toEqual({
+    offset: Number.MAX_SAFE_INTEGER,
+    epoch: 'a_B-9',
+  });
+  expect(parsePosition(`1:${'e'.repeat(64)}`)).toEqual({ offset: 1, epoch: 'e'.repeat(64) });
+  for (const bad of [
+    '',
+    '-1',
+    '+1',
+    '1e3',
+    '0x10',
+    '1.0',
+    ' 1',
+    '1 ',
+    '1:',
+    ':e',
+    '1:e:f',
+    '1:e/f',
+    '1:é',
+    `1:${'e'.repeat(65)}`,
+    '9007199254740992',
+    '12345678901234567',
+  ])
+    expect([bad, parsePosition(bad)]).toEqual([bad, undefined]);
 });

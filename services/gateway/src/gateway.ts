@@ -1,10 +1,11 @@
 // Per-connection protocol logic: the welcome, command dispatch with its limits, replies, and the server API.
 // Transport-agnostic: it sees Connections, never uWS sockets.
 import type { Config } from './config';
-import type { Engine, Revocation, StreamRef } from './engine/engine';
+import type { Engine, ReadResult, Revocation, StreamRef } from './engine/engine';
 import { revokes, UnavailableError } from './engine/engine';
 import { Client, type Connection, type Sub } from './hub/client';
 import type { Hub } from './hub/hub';
+import { PresenceMarks } from './hub/presence-marks';
 import type { Logger } from './logger';
 import type { Metrics, Stats } from './metrics';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
@@ -15,6 +16,7 @@ import {
   MAX_USER_LENGTH,
   validateCommand,
   type Command,
+  type Since,
 } from './protocol/commands';
 import { DecodeError, decodeMsgpack } from './protocol/encoding';
 import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
@@ -121,6 +123,7 @@ export class Gateway {
     this.log.info({ conn: session.client.id, user: session.client.user }, 'token expired; closing');
     session.client.conn.close(CLOSE.tokenExpired, 'token expired');
   });
+  readonly marks: PresenceMarks;
 
   constructor(
     private readonly config: Readonly<Config>,
@@ -133,14 +136,19 @@ export class Gateway {
     private readonly hooks: Hooks = { close: async () => undefined },
     /** Told about every room message stored (not a duplicate), from a client or the server API. */
     private readonly onRoomMessage?: (room: string, message: Record<string, unknown>) => void,
-  ) {}
+  ) {
+    this.marks = new PresenceMarks(engine, (room, user) => hub.hasUser(room, user), log);
+  }
 
   get clients(): Iterable<Client> {
     return this.sessions.keys();
   }
 
-  /** A socket opened with a verified identity: welcome it, register it, and make it live on its inbox. */
-  open(conn: Connection, identity: Identity): Client {
+  /**
+   * A socket opened with a verified identity: welcome it, register it, and make it live on its inbox, from the
+   * client's inbox position when it gave one (`?inbox=<offset>:<epoch>` on the upgrade).
+   */
+  open(conn: Connection, identity: Identity, inbox?: Since): Client {
     const client = new Client(conn.id, identity.user, conn);
     const session: Session = {
       client,
@@ -153,30 +161,43 @@ export class Gateway {
     this.sessions.set(client, session);
     if (identity.expiresAt !== null) this.expiries.add(session, identity.expiresAt);
     this.metrics.connectionsOpened.inc();
-    // The welcome goes out once the connection is live on its inbox and counted in the connection map, so a DM
-    // sent after a client saw its welcome is delivered live and counted in the sender's `delivered`.
-    client.inboxReady = this.openInbox(client);
-    // Handled here; inbox() awaits it again and answers its failure.
-    client.inboxReady.catch(() => undefined);
-    this.welcome(client, identity).catch((err: unknown) =>
-      this.log.error({ err, conn: client.id }, 'welcome failed'),
-    );
+    client.inboxReady = this.openInbox(client, identity, inbox);
+    // Nothing it does may reject unhandled; inbox() awaits it again and answers its failure.
+    client.inboxReady.catch((err: unknown) => this.log.error({ err, conn: client.id }, 'welcome failed'));
     return client;
   }
 
-  private async welcome(client: Client, identity: Identity): Promise<void> {
+  /**
+   * Subscribes the user's inbox (paused), registers the connection and writes the welcome; only then starts the
+   * inbox, from `since` (with a replay) or from the latest offset. So no DM reaches the connection before its
+   * welcome, a DM sent after the client saw its welcome is delivered live and counted in the sender's
+   * `delivered`, and every DM after `since` arrives once, in order, with a gap event for what is no longer kept.
+   * Resolves with the sub once it runs; undefined when the connection could not be set up or closed first.
+   */
+  private async openInbox(client: Client, identity: Identity, since?: Since): Promise<Sub | undefined> {
+    const ref: StreamRef = { kind: 'inbox', name: client.user };
+    const { sub, ready } = this.hub.add(client, ref);
+    // Set before any await so that closed() removes it; paused until started below, so nothing is sent.
+    client.inbox = sub;
+    let head: ReadResult;
     try {
-      await client.inboxReady;
-      if (client.closed) return;
+      await ready;
+      if (client.closed) return undefined;
       const info = { node: this.config.nodeId, connectedAt: Date.now() };
       // MAX_CONNECTIONS_PER_USER is enforced here, after the upgrade, rather than with an HTTP 429: deciding an
       // upgrade asynchronously (it needs Redis) made uWebSockets.js drop about 1 in 300 accepted sockets with 1006.
       const cap = this.config.limits.maxConnectionsPerUser;
-      if (cap === 0) await this.engine.connectionAdd(identity.user, client.id, info);
-      else if (!(await this.engine.connectionReserve(identity.user, client.id, cap, info))) {
+      let admitted: boolean;
+      [head, admitted] = await Promise.all([
+        this.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1),
+        cap === 0
+          ? this.engine.connectionAdd(identity.user, client.id, info).then(() => true)
+          : this.engine.connectionReserve(identity.user, client.id, cap, info),
+      ]);
+      if (!admitted) {
         this.metrics.rateLimited.inc({ scope: 'user_connections' });
         client.conn.close(CLOSE.tooManyConnections, `more than ${cap} connections for this user`);
-        return;
+        return undefined;
       }
     } catch (err) {
       this.log.warn(
@@ -184,8 +205,14 @@ export class Gateway {
         'could not set up the connection; closing',
       );
       client.conn.close(CLOSE.internal, 'storage unavailable, reconnect');
-      return;
+      return undefined;
     }
+    if (client.closed) return undefined;
+    const from: { epoch: string; offset: number; recovered?: boolean } = since
+      ? resume(since, head)
+      : { epoch: head.epoch, offset: head.top };
+    if (from.recovered !== undefined)
+      this.metrics.recoveries.inc({ result: from.recovered ? 'recovered' : 'gap' });
     const frame = JSON.stringify({
       type: 'welcome',
       user: identity.user,
@@ -194,8 +221,11 @@ export class Gateway {
       protocol: 1,
       expiresAt: identity.expiresAt,
       ...(identity.info !== undefined ? { info: identity.info } : {}),
+      inbox: { offset: from.offset, epoch: from.epoch, recovered: from.recovered },
     });
     this.send(client, frame, 'welcome');
+    this.hub.start(client, sub, from.epoch, from.offset, since !== undefined);
+    return sub;
   }
 
   closed(client: Client, code: number): void {
@@ -206,7 +236,7 @@ export class Gateway {
     if (session.identity.expiresAt !== null) this.expiries.remove(session, session.identity.expiresAt);
     this.hub.forget(client);
     this.metrics.connectionsClosed.inc({ code: closeBucket(code) });
-    for (const room of client.rooms.keys()) this.leaveRoom(client, room);
+    for (const room of [...client.rooms.keys()]) this.leaveRoom(client, room);
     if (client.inbox) this.hub.remove(client, client.inbox.ref);
     this.engine
       .connectionRemove(client.user, client.id)
@@ -458,7 +488,7 @@ export class Gateway {
     try {
       await ready;
       const [presence, head] = await Promise.all([
-        this.engine.presenceAdd(room, client.user),
+        this.marks.sync(room, client.user).then((marked) => marked ?? this.engine.presence(room)),
         this.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1),
       ]);
       if (client.closed || client.rooms.get(room) !== sub)
@@ -473,14 +503,11 @@ export class Gateway {
         reply[AFTER_REPLY] = () => this.hub.start(client, sub, head.epoch, head.top, false);
         return reply;
       }
-      const recovered = recoverable(since, head);
-      this.metrics.recoveries.inc({ result: recovered ? 'recovered' : 'gap' });
-      reply.recovered = recovered;
-      // The reply goes out before the replay.
-      reply[AFTER_REPLY] = () =>
-        recovered
-          ? this.hub.start(client, sub, head.epoch, since.offset, true)
-          : this.hub.start(client, sub, head.epoch, head.top, false);
+      const from = resume(since, head);
+      this.metrics.recoveries.inc({ result: from.recovered ? 'recovered' : 'gap' });
+      reply.recovered = from.recovered;
+      // The reply goes out before the replay: a gap event for what is no longer kept, then every kept message.
+      reply[AFTER_REPLY] = () => this.hub.start(client, sub, from.epoch, from.offset, true);
       return reply;
     } catch (err) {
       if (client.rooms.get(room) === sub) this.leaveRoom(client, room);
@@ -492,11 +519,8 @@ export class Gateway {
     const sub = client.rooms.get(room);
     if (!sub) return;
     client.dropRoom(room);
-    if (this.hub.remove(client, sub.ref)) {
-      this.engine
-        .presenceRemove(room, client.user)
-        .catch((err: Error) => this.log.warn({ err: err.message, room }, 'presence removal failed'));
-    }
+    // The user's last local connection in the room: the mark goes (after any write still in flight).
+    if (this.hub.remove(client, sub.ref)) this.marks.sync(room, client.user).catch(() => undefined);
   }
 
   private async leave(session: Session, room: string): Promise<Record<string, unknown>> {
@@ -637,42 +661,28 @@ export class Gateway {
     };
   }
 
-  /** Every connection is live on its user's inbox from the moment it opens. */
-  private async openInbox(client: Client): Promise<Sub> {
-    const ref: StreamRef = { kind: 'inbox', name: client.user };
-    const { sub, ready } = this.hub.add(client, ref);
-    await ready;
-    if (client.closed) {
-      this.hub.remove(client, ref);
-      return sub;
-    }
-    client.inbox = sub;
-    const head = await this.engine.read(ref, Number.MAX_SAFE_INTEGER, 1);
-    if (sub.epoch === '') this.hub.start(client, sub, head.epoch, head.top, false);
-    return sub;
-  }
-
-  /** `inbox {since}`: replay stored DMs after since.offset, then continue live. */
+  /**
+   * `inbox {since}` (clients that did not give their position at connect): replays what this connection has not
+   * been sent of the DMs after since.offset, then continues live. DMs the connection already received live since
+   * its welcome are not sent again, so each DM arrives once.
+   */
   private async inbox(
     session: Session,
     since?: { offset: number; epoch?: string },
   ): Promise<Record<string | symbol, unknown>> {
     const { client } = session;
-    const sub = await client.inboxReady!;
+    const sub = await client.inboxReady;
+    if (!sub) throw new UnavailableError('the connection could not be set up');
     const ref: StreamRef = { kind: 'inbox', name: client.user };
     const head = await this.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1);
     if (!since) return { offset: head.top, epoch: head.epoch };
-    const recovered = recoverable(since, head);
-    this.metrics.recoveries.inc({ result: recovered ? 'recovered' : 'gap' });
+    const from = resume(since, head);
+    this.metrics.recoveries.inc({ result: from.recovered ? 'recovered' : 'gap' });
     return {
       offset: head.top,
       epoch: head.epoch,
-      recovered,
-      // Rewinds the live inbox to since.offset; events already delivered past it are delivered again (clients
-      // dedupe by offset).
-      [AFTER_REPLY]: () => {
-        if (recovered) this.hub.start(client, sub, head.epoch, since.offset, true);
-      },
+      recovered: from.recovered,
+      [AFTER_REPLY]: () => this.hub.rewind(client, sub, from.epoch, from.offset),
     };
   }
 
@@ -842,6 +852,20 @@ export function closeBucket(code: number): string {
     default:
       return 'other';
   }
+}
+
+/**
+ * Where a stream resumes for a client at `since`, given the stream's head read after since.offset: from the
+ * client's position, with a replay (a gap event first when part of it is no longer kept or the epoch changed), or
+ * from the latest offset when the position is ahead of the store (it lost events after a crash or a failover
+ * without replica acknowledgement). `recovered`: every event after `since` is still kept and follows.
+ */
+function resume(since: Since, head: ReadResult): { epoch: string; offset: number; recovered: boolean } {
+  // Offset 0 continues into any epoch, and "" or no epoch means the current one (see recoverable below).
+  const current = since.offset === 0 || since.epoch === undefined || since.epoch === '';
+  const epoch = current ? head.epoch : since.epoch!;
+  if (epoch === head.epoch && since.offset > head.top) return { epoch, offset: head.top, recovered: false };
+  return { epoch, offset: since.offset, recovered: recoverable(since, head) };
 }
 
 /**

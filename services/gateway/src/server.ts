@@ -13,9 +13,10 @@ import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/to
 import { RoomPattern } from './auth/room-pattern';
 import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
+import { parsePosition } from './protocol/commands';
 import { createRoutes } from './http/routes';
 import { createProfilingRoutes } from './http/profiling';
-import { UwsTransport, type UpgradeInfo } from './transport/uws-server';
+import { UwsTransport, type UpgradeDecision, type UpgradeInfo } from './transport/uws-server';
 
 /** Per-IP token bucket for new connections. */
 class IpLimiter {
@@ -287,7 +288,15 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           !cookieOriginOk(origin, host, config.allowedOrigins)
         )
           return reject(403, 'cookie_origin', 'forbidden');
-        if (backendAuth) return connectHook(info, undefined);
+        // The client's inbox position (`?inbox=<offset>:<epoch>`), carried to open() with the identity.
+        const position = info.inbox === undefined ? undefined : parsePosition(info.inbox);
+        if (info.inbox !== undefined && !position) return reject(400, 'bad_inbox', 'bad_request');
+        const addInbox = (d: UpgradeDecision): UpgradeDecision =>
+          'identity' in d ? { ...d, inbox: position } : d;
+        // A decision made at once stays synchronous (an asynchronous upgrade costs uWS more).
+        const withInbox = (d: UpgradeDecision | Promise<UpgradeDecision>) =>
+          position === undefined ? d : d instanceof Promise ? d.then(addInbox) : addInbox(d);
+        if (backendAuth) return withInbox(connectHook(info, undefined));
         let identity: Identity;
         try {
           identity = verifier.verify(token);
@@ -297,10 +306,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
           log.info({ reason, ip }, 'auth failure');
           return reject(401, reason, 'unauthorized');
         }
-        return hooks.connect ? connectHook(info, identity) : { identity };
+        const accepted = hooks.connect ? connectHook(info, identity) : { identity };
+        return withInbox(accepted);
       },
-      open: (conn, identity) => {
-        const client = gateway.open(conn, identity);
+      open: (conn, { identity, inbox }) => {
+        const client = gateway.open(conn, identity, inbox);
         log.info({ conn: client.id, user: client.user }, 'connected');
         return client;
       },

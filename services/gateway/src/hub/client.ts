@@ -28,6 +28,13 @@ export interface Sub {
   epoch: string;
   /** Last offset delivered (or deliberately passed over) to this connection. */
   offset: number;
+  /** Where delivery began in this epoch: everything after it up to `offset` was sent (or passed over). */
+  start: number;
+  /**
+   * Offsets of this epoch already sent on this connection that a rewind (`inbox {since}`) must not send again:
+   * a catch-up passes over them silently and announces no gap for them.
+   */
+  hold?: { epoch: string; from: number; to: number };
   /** Live pushes pause while a catch-up from history runs. */
   catchingUp: boolean;
   /** Highest offset that arrived live while paused; a catch-up ends only once it has passed it. */
@@ -45,8 +52,8 @@ export class Client {
   /** Created at the first join: an idle connection holds no map of its own. */
   private joined?: Map<string, Sub>;
   inbox?: Sub;
-  /** Resolves once the connection is live on its inbox. */
-  inboxReady?: Promise<Sub>;
+  /** Resolves once the connection is live on its inbox (undefined if it never got there). */
+  inboxReady?: Promise<Sub | undefined>;
   /** Over SLOW_CONSUMER_BYTES: live pushes stop until the socket drains. */
   lagging = false;
   closed = false;

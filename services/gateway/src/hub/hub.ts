@@ -137,7 +137,7 @@ export class Hub {
         if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
       });
     }
-    const sub: Sub = { ref, epoch: '', offset: 0, catchingUp: true, seen: 0, gen: 0 };
+    const sub: Sub = { ref, epoch: '', offset: 0, start: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
     topic.users?.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
     const ready = topic.subscribed.catch((err: unknown) => {
@@ -154,9 +154,32 @@ export class Hub {
   start(client: Client, sub: Sub, epoch: string, offset: number, replay: boolean): void {
     sub.epoch = epoch;
     sub.offset = offset;
+    sub.start = offset;
     const missed = sub.seen > offset || (sub.seenEpoch !== undefined && sub.seenEpoch !== epoch);
     if (replay || missed) this.catchUp(client, sub);
     else sub.catchingUp = false;
+  }
+
+  /**
+   * Moves a running sub back to (epoch, offset) to replay what it has not sent yet: what this connection was
+   * already sent since the sub started is held (passed over, neither sent again nor announced as a gap), so each
+   * event reaches the connection once. A position at or after where the sub started needs nothing.
+   */
+  rewind(client: Client, sub: Sub, epoch: string, offset: number): void {
+    if (client.closed || !this.isCurrent(client, sub)) return;
+    if (epoch === sub.epoch && offset >= sub.start) return;
+    const sent = Math.max(sub.offset, sub.hold?.epoch === sub.epoch ? sub.hold.to : 0);
+    sub.hold = sent > sub.start ? { epoch: sub.epoch, from: sub.start + 1, to: sent } : undefined;
+    sub.epoch = epoch;
+    sub.offset = offset;
+    sub.start = offset;
+    // A new catch-up generation: one still reading from the old position stops at its next step.
+    this.catchUp(client, sub);
+  }
+
+  /** Whether the user has a local connection in the room (presence is marked per node and user). */
+  hasUser(room: string, user: string): boolean {
+    return this.topics.get(this.engine.channel({ kind: 'room', name: room }))?.users?.has(user) ?? false;
   }
 
   /** Removes the client from the stream; returns true when it was the user's last local connection there. */
@@ -363,36 +386,82 @@ export class Hub {
       if (page.epoch !== sub.epoch) {
         // The history was lost (e.g. Redis restarted without persistence): say so, restart at offset 0. A position
         // at offset 0 saw nothing (e.g. the stream was empty, epoch "", when the client joined): no gap.
-        if (sub.offset > 0) this.write(client, gapEvent(target, sub.offset + 1, null, page.epoch), 'gap');
+        if (sub.offset > 0 && !this.write(client, gapEvent(target, sub.offset + 1, null, page.epoch), 'gap'))
+          return this.pause(sub);
         sub.epoch = page.epoch;
         sub.offset = 0;
+        sub.start = 0;
+        if (sub.hold && sub.hold.epoch !== page.epoch) sub.hold = undefined;
         continue;
       }
       if (sub.offset > page.top) sub.offset = page.top; // ahead of the store: a claim we cannot honour
-      const first = page.events[0];
-      if (first && first.offset > sub.offset + 1) {
-        this.write(client, gapEvent(target, sub.offset + 1, first.offset - 1, page.epoch), 'gap');
-        sub.offset = first.offset - 1;
-      } else if (!first && page.top > sub.offset) {
-        this.write(client, gapEvent(target, sub.offset + 1, page.top, page.epoch), 'gap');
-        sub.offset = page.top;
-      }
+      // Every hole before an event (history trimmed, a failover's offset jump) is announced before it.
       let replayed = 0;
+      let refused = false;
       for (const e of page.events) {
-        if (!this.write(client, e.frame, type)) break;
-        replayed += e.frame.length;
+        if (e.offset > sub.offset + 1 && !this.announce(client, sub, target, e.offset - 1)) {
+          refused = true;
+          break;
+        }
+        if (!this.held(sub, e.offset)) {
+          if (!this.write(client, e.frame, type)) {
+            refused = true;
+            break;
+          }
+          replayed += e.frame.length;
+        }
         sub.offset = e.offset;
         if (client.lagging) break;
       }
       if (replayed > 0) this.events.replayed(client, replayed);
-      if (client.lagging || client.closed) return this.pause(sub);
+      if (refused || client.lagging || client.closed) return this.pause(sub);
+      if (page.events.length === 0 && page.top > sub.offset && !this.announce(client, sub, target, page.top))
+        return this.pause(sub);
       const behind =
         sub.seenEpoch !== undefined || sub.seen > sub.offset || page.events.length === this.opts.catchUpPage;
       if (!behind) {
+        // Held offsets the store no longer reaches were sent already: nothing of them is owed.
+        if (sub.hold?.epoch === sub.epoch && sub.hold.to > sub.offset) sub.offset = sub.hold.to;
+        sub.hold = undefined;
         sub.catchingUp = false;
         return;
       }
     }
+  }
+
+  /** Whether the offset was already sent on this connection before a rewind (and is passed over). */
+  private held(sub: Sub, offset: number): boolean {
+    const hold = sub.hold;
+    if (!hold || hold.epoch !== sub.epoch) return false;
+    if (offset >= hold.to) sub.hold = undefined;
+    return offset >= hold.from && offset <= hold.to;
+  }
+
+  /**
+   * Writes a gap for sub.offset+1..to (leaving out held offsets, which were sent) and moves the sub past it;
+   * false, with the sub moved only past what was announced, when the socket refused the frame.
+   */
+  private announce(
+    client: Client,
+    sub: Sub,
+    target: { room: string } | { inbox: true },
+    to: number,
+  ): boolean {
+    const from = sub.offset + 1;
+    const hold = sub.hold?.epoch === sub.epoch ? sub.hold : undefined;
+    const ranges: [number, number][] = hold
+      ? [
+          [from, Math.min(to, hold.from - 1)],
+          [Math.max(from, hold.to + 1), to],
+        ]
+      : [[from, to]];
+    for (const [a, b] of ranges) {
+      if (a > b) continue;
+      if (!this.write(client, gapEvent(target, a, b, sub.epoch), 'gap')) return false;
+      sub.offset = b;
+    }
+    sub.offset = to;
+    return true;
   }
 
   /** Backpressure during a catch-up: stop here; drained() resumes it. */

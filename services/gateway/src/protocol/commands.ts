@@ -52,6 +52,20 @@ export function validRoom(room: unknown, maxLength: number): room is string {
   return typeof room === 'string' && room.length > 0 && room.length <= maxLength && ROOM_CHARS.test(room);
 }
 
+const POSITION = /^(\d{1,16})(?::([A-Za-z0-9_-]{1,64}))?$/;
+
+/**
+ * Parses a stream position given on the upgrade URL, `<offset>` or `<offset>:<epoch>` (e.g. `?inbox=42:9b2e01`);
+ * undefined when it is malformed.
+ */
+export function parsePosition(text: string): Since | undefined {
+  const m = POSITION.exec(text);
+  if (!m) return undefined;
+  const offset = Number(m[1]);
+  if (!Number.isSafeInteger(offset)) return undefined;
+  return m[2] === undefined ? { offset } : { offset, epoch: m[2] };
+}
+
 /**
  * The nesting depth (arrays and objects) of JSON text, found in one linear pass without recursion; stops counting
  * once it passes `limit` (returns limit + 1). Brackets inside strings do not count. Text that is not valid JSON

@@ -30,10 +30,18 @@ export interface UpgradeInfo {
   cookie: string | undefined;
   authorization: string | undefined;
   userAgent: string | undefined;
+  /** The `inbox` query parameter, unparsed. */
+  inbox: string | undefined;
 }
 
-export type UpgradeDecision =
-  { identity: Identity } | { status: number; body: string; headers?: Record<string, string> };
+/** An accepted upgrade: what open() gets for the new socket. */
+export interface Accepted {
+  identity: Identity;
+  /** The client's inbox position: its live inbox starts after it. */
+  inbox?: { offset: number; epoch?: string };
+}
+
+export type UpgradeDecision = Accepted | { status: number; body: string; headers?: Record<string, string> };
 
 /** What the transport asks of the application. */
 export interface TransportHandlers {
@@ -42,7 +50,7 @@ export interface TransportHandlers {
    * asynchronous (the connect hook); a client that goes away meanwhile is dropped without an upgrade.
    */
   upgrade(info: UpgradeInfo): UpgradeDecision | Promise<UpgradeDecision>;
-  open(conn: Connection, identity: Identity): Client;
+  open(conn: Connection, accepted: Accepted): Client;
   message(client: Client, text: string, bytes: number): void;
   /** A binary frame; `data` is only valid during the call. */
   binary(client: Client, data: Uint8Array, bytes: number): void;
@@ -67,7 +75,7 @@ export interface TransportOptions {
 
 interface SocketData {
   id: string;
-  identity: Identity;
+  accepted: Accepted;
   encoding: Encoding;
   conn?: UwsConnection;
   client?: Client;
@@ -137,7 +145,7 @@ export class UwsTransport {
       open: (ws) => {
         const data = ws.getUserData();
         data.conn = new UwsConnection(data.id, data.encoding, ws);
-        data.client = handlers.open(data.conn, data.identity);
+        data.client = handlers.open(data.conn, data.accepted);
       },
       message: (ws, message, isBinary) => {
         const { client } = ws.getUserData();
@@ -176,6 +184,7 @@ export class UwsTransport {
       query.get('token'),
       cookie && this.opts.tokenCookie ? cookieValue(cookie, this.opts.tokenCookie) : undefined,
     );
+    const inbox = query.get('inbox') ?? undefined;
     const forwarded = this.opts.trustProxy ? forwardedFor(req.getHeader('x-forwarded-for')) : undefined;
     const ip = forwarded ?? Buffer.from(res.getRemoteAddressAsText()).toString();
     const userAgent = req.getHeader('user-agent') || undefined;
@@ -193,6 +202,7 @@ export class UwsTransport {
       cookie,
       authorization: authorization || undefined,
       userAgent,
+      inbox,
     };
     const decided = this.handlers.upgrade(info);
     if (decided instanceof Promise)
@@ -232,7 +242,7 @@ export class UwsTransport {
         res.end(decision.body);
         return;
       }
-      const data: SocketData = { id: connectionId(), identity: decision.identity, encoding };
+      const data: SocketData = { id: connectionId(), accepted: decision, encoding };
       // Only the chosen encoding is echoed (uWS echoes the first entry of what it is given); never a token.
       res.upgrade(data, key, echo, extensions, context);
     });
