@@ -7,7 +7,7 @@ import {
   valueDepth,
 } from '../../services/gateway/src/protocol/commands';
 import { okReplyWithFrames } from '../../services/gateway/src/protocol/frames';
-import { closeBucket } from '../../services/gateway/src/gateway';
+import { closeBucket } from '../../services/gateway/src/protocol/errors';
 
 const limits = { maxMessageBytes: 1_000_000, maxRoomNameLength: 16, maxBodyDepth: 4 };
 const nest = (d: number, inner = '1') => `${'['.repeat(d)}${inner}${']'.repeat(d)}`;

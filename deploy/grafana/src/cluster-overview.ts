@@ -255,11 +255,11 @@ export const clusterOverview = {
         timeseries({
           title: 'Dropped and failed connections, by track',
           description:
-            'Connections closed abnormally (1006 dropped, 1011 internal error) per second, per release track (gateway_connections_closed_total).',
+            'Connections closed abnormally (the `error` group: 1006 dropped, 1011 internal error, protocol errors) per second, per release track (gateway_connections_closed_total).',
           unit: 'cps',
           queries: [
             {
-              expr: 'sum by (track) (rate(gateway_connections_closed_total{code=~"1006|1011"}[$__rate_interval]))',
+              expr: 'sum by (track) (rate(gateway_connections_closed_total{code="error"}[$__rate_interval]))',
               legend: '{{track}}',
             },
           ],

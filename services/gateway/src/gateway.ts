@@ -19,7 +19,7 @@ import {
   type Since,
 } from './protocol/commands';
 import { DecodeError, decodeMsgpack } from './protocol/encoding';
-import { CLOSE, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
+import { CLOSE, closeBucket, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
 import { errorReply, eventTail, okReply, okReplyWithFrames, RawJson } from './protocol/frames';
 import type { Hooks } from './hooks/hooks';
 import { isWellFormed } from './protocol/unicode';
@@ -819,38 +819,6 @@ export class Gateway {
       this.send(client, JSON.stringify({ type: 'reconnect', reason: 'draining' }), 'reconnect');
       client.conn.close(CLOSE.goingAway, 'node draining');
     }
-  }
-}
-
-/** Close codes grouped into a fixed set of metric labels, so a client cannot create series with its own codes. */
-export function closeBucket(code: number): string {
-  switch (code) {
-    case CLOSE.normal:
-    case 1005: // no status in the close frame
-      return 'normal';
-    case CLOSE.goingAway:
-      return 'going_away';
-    case CLOSE.policy:
-      return 'policy';
-    case CLOSE.tokenExpired:
-      return 'expired';
-    case CLOSE.kicked:
-      return 'kicked';
-    case CLOSE.tokenRevoked:
-      return 'revoked';
-    case CLOSE.tooManyConnections:
-      return 'too_many';
-    case CLOSE.slowConsumer:
-      return 'slow';
-    case 1002:
-    case 1003:
-    case 1006:
-    case 1007:
-    case 1009:
-    case CLOSE.internal:
-      return 'error';
-    default:
-      return 'other';
   }
 }
 

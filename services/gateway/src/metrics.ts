@@ -3,7 +3,7 @@
 import client from 'prom-client';
 import type { AuthFailure } from './auth/tokens';
 import type { CommandType } from './protocol/commands';
-import { CLOSE, ERROR_CODES } from './protocol/errors';
+import { CLOSE_BUCKETS, ERROR_CODES } from './protocol/errors';
 import { WEBHOOK_EVENTS } from './config';
 import type { HookName, HookOutcome } from './hooks/hooks';
 
@@ -61,17 +61,21 @@ const REDIS_COMMANDS = [
  */
 export const KNOWN_LABEL_VALUES: Record<string, Record<string, readonly string[]>> = {
   gateway_connections_closed_total: {
-    // Ours, and those the transport reports for the peer: 1005 no code, 1006 dropped without a close frame.
-    code: [...new Set([...Object.values(CLOSE), 1005, 1006].map(String))],
+    // Close codes are counted by group (protocol/errors.ts closeBucket), so a client cannot create series.
+    code: CLOSE_BUCKETS,
   },
   gateway_upgrades_rejected_total: {
     reason: ['draining', 'not_ready', 'origin', 'rate_limited', ...keys(AUTH_FAILURES)],
   },
   gateway_auth_failures_total: { reason: keys(AUTH_FAILURES) },
   gateway_messages_in_total: { type: [...keys(COMMAND_TYPES), 'invalid'] },
-  gateway_messages_out_total: { type: ['welcome', 'reply', 'message', 'dm', 'presence', 'gap', 'reconnect'] },
+  gateway_messages_out_total: {
+    type: ['welcome', 'reply', 'message', 'dm', 'presence', 'gap', 'reconnect', 'left', 'joined'],
+  },
   gateway_error_replies_total: { code: keys(ERROR_CODES) },
-  gateway_rate_limited_total: { scope: ['connection', 'user', 'ip', 'user_connections'] },
+  gateway_rate_limited_total: {
+    scope: ['connection', 'user', 'ip', 'user_connections', 'inflight', 'reply_bytes', 'send_buffer'],
+  },
   gateway_recoveries_total: { result: ['recovered', 'gap'] },
   // The engine's timed Redis calls (RedisEngine.timed), and the (sharded) subscriptions it reports.
   gateway_redis_errors_total: { command: REDIS_COMMANDS },

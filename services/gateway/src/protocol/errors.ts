@@ -39,3 +39,50 @@ export const CLOSE = {
   /** The send buffer passed MAX_BUFFERED_BYTES: the client does not read fast enough (or at all). */
   slowConsumer: 4008,
 } as const;
+
+/** The metric labels of close codes (gateway_connections_closed_total). */
+export const CLOSE_BUCKETS = [
+  'normal',
+  'going_away',
+  'policy',
+  'expired',
+  'kicked',
+  'revoked',
+  'slow',
+  'too_many',
+  'error',
+  'other',
+] as const;
+export type CloseBucket = (typeof CLOSE_BUCKETS)[number];
+
+/** Close codes grouped into a fixed set of metric labels, so a client cannot create series with its own codes. */
+export function closeBucket(code: number): CloseBucket {
+  switch (code) {
+    case CLOSE.normal:
+    case 1005: // no status in the close frame
+      return 'normal';
+    case CLOSE.goingAway:
+      return 'going_away';
+    case CLOSE.policy:
+      return 'policy';
+    case CLOSE.tokenExpired:
+      return 'expired';
+    case CLOSE.kicked:
+      return 'kicked';
+    case CLOSE.tokenRevoked:
+      return 'revoked';
+    case CLOSE.tooManyConnections:
+      return 'too_many';
+    case CLOSE.slowConsumer:
+      return 'slow';
+    case 1002:
+    case 1003:
+    case 1006:
+    case 1007:
+    case 1009:
+    case CLOSE.internal:
+      return 'error';
+    default:
+      return 'other';
+  }
+}
