@@ -147,10 +147,29 @@ export interface GatewayProc {
 
 let gatewayCount = 0;
 
-/** Starts `node dist/gateway/main.js` with env on a free port; resolves once /readyz answers 200. */
+/**
+ * Starts `node dist/gateway/main.js` with env on a free port; resolves once /readyz answers 200. The gateway
+ * listens with an exclusive port, so a port that another test process took between freePort() and the listen
+ * makes it exit at once ("cannot listen"): a port this function chose is then chosen again.
+ */
 export async function startGateway(
   env: Record<string, string> = {},
   opts: { waitReady?: boolean } = {},
+): Promise<GatewayProc> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startGatewayOnce(env, opts);
+    } catch (err) {
+      if (env.PORT || attempt >= 5 || !(err instanceof PortTaken)) throw err;
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startGatewayOnce(
+  env: Record<string, string>,
+  opts: { waitReady?: boolean },
 ): Promise<GatewayProc> {
   if (!existsSync(GATEWAY_MAIN))
     throw new Error('dist/gateway/main.js is missing: run `npm run build` first');
@@ -176,10 +195,15 @@ export async function startGateway(
   const url = `http://127.0.0.1:${port}`;
   if (opts.waitReady !== false) {
     await until(`gateway ${nodeId} ready`, async () => {
-      if (proc.exitCode !== null) throw new Error(`gateway exited ${proc.exitCode}: ${logs}`);
+      if (proc.exitCode !== null || proc.signalCode !== null) return true;
       const r = await fetch(`${url}/readyz`);
       return r.status === 200;
     });
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      await done;
+      if (logs.includes('cannot listen')) throw new PortTaken(`port ${port} taken: ${logs}`);
+      throw new Error(`gateway exited ${proc.exitCode ?? proc.signalCode}: ${logs}`);
+    }
   }
   return {
     port,

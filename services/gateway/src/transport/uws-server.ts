@@ -292,13 +292,29 @@ export class UwsTransport {
     });
   }
 
+  /**
+   * Listens with an exclusive port: uWS otherwise sets SO_REUSEPORT, and a second process started on a port in
+   * use (a restart while the old one still drains, two nodes given one PORT) would silently share its connections.
+   */
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.app.listen(this.opts.host, this.opts.port, (socket) => {
-        if (!socket) return reject(new Error(`cannot listen on ${this.opts.host}:${this.opts.port}`));
+      const done = (socket: uWS.us_listen_socket | false) => {
+        if (!socket)
+          return reject(new Error(`cannot listen on ${this.opts.host}:${this.opts.port} (address in use?)`));
         this.listenSocket = socket;
         resolve(uWS.us_socket_local_port(socket));
-      });
+      };
+      // The (host, port, options, cb) form and the LIBUS_LISTEN_EXCLUSIVE_PORT export exist in uWS.js but not in
+      // its typings.
+      const listen = this.app.listen.bind(this.app) as unknown as (
+        host: string,
+        port: number,
+        options: number,
+        cb: (socket: uWS.us_listen_socket | false) => void,
+      ) => void;
+      const exclusive = (uWS as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number })
+        .LIBUS_LISTEN_EXCLUSIVE_PORT;
+      listen(this.opts.host, this.opts.port, exclusive, done);
     });
   }
 
