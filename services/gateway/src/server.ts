@@ -13,7 +13,7 @@ import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/to
 import { RoomPattern } from './auth/room-pattern';
 import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
-import { parsePosition } from './protocol/commands';
+import { parsePosition } from '../../../protocol';
 import { createRoutes } from './http/routes';
 import { createProfilingRoutes } from './http/profiling';
 import { UwsTransport, type UpgradeDecision, type UpgradeInfo } from './transport/uws-server';

@@ -4,7 +4,7 @@
 // history first. The same path serves recovery after reconnect, slow consumers that drained, and events the bus
 // lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
 import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
-import { gapEvent, presenceBatchEvent } from '../protocol/frames';
+import { gapEvent, presenceBatchEvent } from '../../../../protocol';
 import { Packed, Prepared, type OutFrame } from '../protocol/encoding';
 import type { Logger } from '../logger';
 import type { Stats } from '../metrics';
