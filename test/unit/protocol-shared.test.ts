@@ -67,7 +67,7 @@ const consumers = [
 
 describe('the gateway, the SDK and the page share one protocol module', () => {
   test.each([
-    'services/gateway/src/gateway.ts',
+    'services/gateway/src/session/gateway.ts',
     'services/gateway/src/hub/hub.ts',
     'services/gateway/src/engine/memory-engine.ts',
     'services/gateway/src/engine/redis-engine.ts',

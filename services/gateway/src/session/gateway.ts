@@ -1,15 +1,15 @@
 // Per-connection protocol logic: the welcome, command dispatch with its limits, replies, and the server API.
 // Transport-agnostic: it sees Connections, never uWS sockets.
-import type { Config } from './config';
-import type { Engine, ReadResult, Revocation, StreamRef } from './engine/engine';
-import { revokes, UnavailableError } from './engine/engine';
-import { Client, type Connection, type Sub } from './hub/client';
-import type { Hub } from './hub/hub';
-import { PresenceMarks } from './hub/presence-marks';
-import type { Logger } from './logger';
-import type { Metrics, Stats } from './metrics';
-import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
-import { ExpiryQueue } from './auth/expiry-queue';
+import type { Config } from '../config';
+import type { Engine, ReadResult, Revocation, StreamRef } from '../engine/engine';
+import { revokes, UnavailableError } from '../engine/engine';
+import { Client, type Connection, type Sub } from '../hub/client';
+import type { Hub } from '../hub/hub';
+import { PresenceMarks } from '../hub/presence-marks';
+import type { Logger } from '../logger';
+import type { Metrics, Stats } from '../metrics';
+import { AuthError, roomAllowed, type Identity, type TokenVerifier } from '../auth/tokens';
+import { ExpiryQueue } from '../auth/expiry-queue';
 import {
   CLOSE,
   closeBucket,
@@ -37,66 +37,18 @@ import {
   type PublishReply,
   type ResultMap,
   type Since,
-} from '../../../protocol';
-import { DecodeError, decodeMsgpack } from './protocol/encoding';
-import type { Hooks } from './hooks/hooks';
-
-/** Token bucket for commands per second on one connection. */
-class Bucket {
-  private tokens: number;
-  private last = performance.now();
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-  /** 0 when allowed, else ms until a token is available. */
-  take(): number {
-    const now = performance.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil(((1 - this.tokens) * 1000) / this.rate);
-  }
-}
-
-/**
- * Bytes per second for the heavy replies of one connection (history, presence, replays), with a burst of one
- * second's worth. A heavy command is admitted while the balance is positive and reserves its worst case; the reply
- * then settles the reservation with its real size. The balance may go negative; the connection then waits.
- */
-class ByteBudget {
-  private balance: number;
-  private last = performance.now();
-  constructor(private readonly rate: number) {
-    this.balance = rate;
-  }
-  private refill(): void {
-    const now = performance.now();
-    this.balance = Math.min(this.rate, this.balance + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-  }
-  /** 0 when a heavy command may start now, else ms until it may. */
-  wait(): number {
-    this.refill();
-    return this.balance > 0 ? 0 : Math.ceil(((1 - this.balance) * 1000) / this.rate);
-  }
-  spend(bytes: number): void {
-    this.refill();
-    this.balance -= bytes;
-  }
-}
+} from '../../../../protocol';
+import { DecodeError, decodeMsgpack } from '../protocol/encoding';
+import type { Hooks } from '../hooks/hooks';
+import { newMessageId } from './ids';
+import { ByteBudget, TokenBucket, Violations } from './limits';
 
 interface Session {
   client: Client;
   identity: Identity;
   /** Created at the first command (an idle connection never needs one). */
-  bucket?: Bucket;
-  violations: number[];
+  bucket?: TokenBucket;
+  violations: Violations;
   /** Commands received and not yet answered. */
   inflight: number;
   replyBudget: ByteBudget;
@@ -128,17 +80,6 @@ const INFLIGHT_RETRY_MS = 100;
 const BUFFER_RETRY_MS = 500;
 /** What a presence reply reserves per listed user from the byte budget before its real size is known. */
 const PRESENCE_RESERVE_BYTES_PER_USER = 64;
-const VIOLATION_WINDOW_MS = 60_000;
-
-let idCounter = 0;
-const idPrefix = Math.floor(Math.random() * 36 ** 6)
-  .toString(36)
-  .padStart(6, '0');
-
-/** Unique across nodes with overwhelming probability; short on the wire. */
-export function newMessageId(): string {
-  return `${idPrefix}${(idCounter++).toString(36)}`;
-}
 
 export class Gateway {
   readonly sessions = new Map<Client, Session>();
@@ -178,7 +119,7 @@ export class Gateway {
       client,
       identity,
       bucket: undefined,
-      violations: [],
+      violations: new Violations(),
       inflight: 0,
       replyBudget: new ByteBudget(this.config.limits.replyBytesPerS),
     };
@@ -297,7 +238,7 @@ export class Gateway {
       return;
     }
     this.metrics.messagesIn.inc({ type: command.type });
-    session.bucket ??= new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst);
+    session.bucket ??= new TokenBucket(this.config.limits.cmdRate, this.config.limits.cmdBurst);
     const wait = session.bucket.take();
     if (wait > 0) {
       this.metrics.rateLimited.inc({ scope: 'connection' });
@@ -417,11 +358,7 @@ export class Gateway {
     this.metrics.errorReplies.inc({ code });
     this.send(client, errorReply(re, code, message, retryAfterMs), 'reply');
     if (!ERROR_CODES[code].violation) return;
-    const now = Date.now();
-    session.violations.push(now);
-    while (session.violations.length > 0 && session.violations[0]! < now - VIOLATION_WINDOW_MS)
-      session.violations.shift();
-    if (session.violations.length >= this.config.limits.maxViolations) {
+    if (session.violations.add() >= this.config.limits.maxViolations) {
       this.log.info({ conn: client.id, user: client.user }, 'closing connection after repeated bad frames');
       client.conn.close(CLOSE.policy, 'too many bad frames');
     }
