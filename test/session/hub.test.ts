@@ -1,5 +1,6 @@
 // The hub in process (real Hub and MemoryEngine, fake Connections): ordered delivery through backpressure and
 // dropped writes, catch-up on drain, presence batching, and channels released with their last member.
+import { CLOSE } from '../../protocol';
 import { SendStatus } from '../../services/gateway/src/hub/client';
 import { until } from '../helpers/harness';
 import { startNode, type TestNode } from './node';
@@ -82,4 +83,27 @@ test('a room channel is released when its last local member leaves or disconnect
   b.conn.close(1000, 'bye');
   expect(node.hub.roomCount).toBe(0);
   expect(node.hub.channelCount).toBe(base - 1); // bob's inbox went with him
+});
+
+test('replies share the one egress: a reply into a backed-up socket pauses live pushes, and over MAX_BUFFERED_BYTES closes it', async () => {
+  node = await startNode({ SLOW_CONSUMER_BYTES: '1024', MAX_BUFFERED_BYTES: '262144' });
+  const pub = await node.connect('alice');
+  const c = await node.connect('bob');
+  await pub.ok({ type: 'join', room: 'e' });
+  await c.ok({ type: 'join', room: 'e' });
+  c.conn.status = SendStatus.BUFFERED;
+  c.conn.buffered = 4096;
+  expect(await c.ok({ type: 'ping' })).toMatchObject({ pong: true }); // written (queued), and counted as slow
+  expect(node.hub.slowConsumers).toBe(1);
+  await pub.ok({ type: 'publish', room: 'e', body: 'held' });
+  await until('the publisher has it', () => pub.conn.events('message').length === 1);
+  expect(c.conn.events('message')).toEqual([]);
+  c.conn.status = SendStatus.SENT;
+  c.conn.buffered = 0;
+  node.hub.drained(c.client);
+  await until('caught up', () => c.conn.events('message').length === 1);
+  c.conn.status = SendStatus.BUFFERED;
+  c.conn.buffered = 300_000;
+  await c.reply({ type: 'ping' });
+  expect(c.conn.closedWith?.code).toBe(CLOSE.slowConsumer);
 });

@@ -365,11 +365,9 @@ export class Gateway {
   }
 
   /** The egress for replies. A socket whose send buffer passed MAX_BUFFERED_BYTES is closed with 4008. */
+  /** Replies and session events go out through the hub's egress, the same as room events and replays. */
   private send(client: Client, frame: string, type: string): void {
-    if (client.closed) return;
-    client.conn.send(frame);
-    this.stats.countOut(type, frame.length);
-    if (client.conn.bufferedAmount() > this.config.limits.maxBufferedBytes) this.overBuffered(client);
+    this.hub.write(client, frame, type);
   }
 
   /** Closes a connection that holds more than MAX_BUFFERED_BYTES of unsent frames (replies and events together). */
