@@ -48,6 +48,7 @@ export function welcomeFrame(fields: Omit<WelcomeFrame, 'type' | 'protocol'>): s
     expiresAt: fields.expiresAt,
   };
   if (fields.info !== undefined) frame.info = fields.info;
+  if (fields.inbox !== undefined) frame.inbox = fields.inbox;
   return JSON.stringify(frame);
 }
 

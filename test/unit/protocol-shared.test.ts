@@ -284,3 +284,25 @@ describe('the validation rules work without Node APIs', () => {
     expect(() => parseCommand(at('😀😀a'), limits)).toThrow('body exceeds 10 bytes');
   });
 });
+
+test('the welcome builder keeps every field it is given (info, inbox)', () => {
+  const inbox = { offset: 4, epoch: 'e', recovered: true };
+  const frame = welcomeFrame({
+    user: 'u',
+    node: 'n',
+    session: 's',
+    expiresAt: 5,
+    info: { plan: 'pro' },
+    inbox,
+  });
+  expect(JSON.parse(frame)).toEqual({
+    type: 'welcome',
+    user: 'u',
+    node: 'n',
+    session: 's',
+    protocol: 1,
+    expiresAt: 5,
+    info: { plan: 'pro' },
+    inbox,
+  });
+});
