@@ -10,13 +10,8 @@ import {
 import { Emitter } from './emitter';
 import { ChatError } from './errors';
 import { randomKey } from './ids';
+import { CLOSE, MalformedFrameError, validateResult, validateServerFrame } from '../../protocol';
 import {
-  CLOSE_GOING_AWAY,
-  CLOSE_KICKED,
-  CLOSE_NORMAL,
-  CLOSE_TOKEN_EXPIRED,
-  CLOSE_TOKEN_REVOKED,
-  CLOSE_TOO_MANY_CONNECTIONS,
   type Command,
   type DirectMessageEvent,
   type DirectMessageResult,
@@ -609,12 +604,11 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.queue.unshift(...carried);
 
     const signedOut =
-      code === CLOSE_TOKEN_REVOKED ||
-      (code === CLOSE_TOKEN_EXPIRED && typeof this.options.token === 'string');
+      code === CLOSE.tokenRevoked || (code === CLOSE.tokenExpired && typeof this.options.token === 'string');
     const fatal =
-      code === CLOSE_KICKED
+      code === CLOSE.kicked
         ? new ChatError('closed', `disconnected by the server (${code}${reason ? `: ${reason}` : ''})`)
-        : code === CLOSE_TOKEN_REVOKED
+        : code === CLOSE.tokenRevoked
           ? new ChatError('unauthorized', 'signed out: the token was revoked')
           : signedOut
             ? new ChatError('unauthorized', 'token expired and no token getter was given to fetch a new one')
@@ -629,7 +623,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
       return;
     }
     // Over MAX_CONNECTIONS_PER_USER: a place may free up; the backoff below spaces the attempts.
-    if (code === CLOSE_TOO_MANY_CONNECTIONS) this.emit('error', new ChatError('rate_limited', reason));
+    if (code === CLOSE.tooManyConnections) this.emit('error', new ChatError('rate_limited', reason));
     this.urlIndex++;
     this.scheduleReconnect();
   }
@@ -643,45 +637,54 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.reconnectTimer = setTimeout(() => void this.open(), delayMs);
   }
 
+  /** Every frame is checked by the shared protocol validator first; a malformed one is an `error` event. */
   private onFrame(ws: WebSocketLike, data: unknown): void {
     this.lastFrameAt = Date.now();
-    const frame = decodeFrame(this.options.encoding ?? 'json', data) as Record<string, unknown> | undefined;
-    if (frame === null || typeof frame !== 'object') return;
-    if ('re' in frame) {
-      this.onReply(frame as unknown as ReplyFrame);
+    const encoding = this.options.encoding ?? 'json';
+    const decoded = decodeFrame(encoding, data);
+    let incoming;
+    try {
+      if (decoded === undefined) throw new MalformedFrameError(`not a ${encoding} frame`);
+      incoming = validateServerFrame(decoded);
+    } catch (err) {
+      if (!(err instanceof MalformedFrameError)) throw err;
+      this.emit('error', new ChatError('bad_frame', `malformed frame from the server: ${err.message}`));
       return;
     }
+    if (incoming.kind === 'unknown') return; // unknown event types are ignored (protocol v1 only grows)
+    if (incoming.kind === 'reply') {
+      this.onReply(incoming.frame);
+      return;
+    }
+    const frame = incoming.frame;
     switch (frame.type) {
       case 'welcome':
-        void this.onWelcome(ws, frame as unknown as WelcomeFrame);
+        void this.onWelcome(ws, frame);
         return;
       case 'message':
-        this.onMessage(frame as unknown as MessageEvent);
+        this.onMessage(frame);
         return;
       case 'dm':
-        this.onDm(frame as unknown as DirectMessageEvent);
+        this.onDm(frame);
         return;
       case 'presence':
-        this.onPresence(frame as unknown as PresenceEvent);
+        this.onPresence(frame);
         return;
       case 'gap':
-        this.onGap(frame as unknown as GapEvent);
+        this.onGap(frame);
         return;
       case 'reconnect':
-        this.emit('draining', { reason: String(frame.reason ?? '') });
+        this.emit('draining', { reason: frame.reason });
         return;
       case 'left':
-        this.onLeft(frame as unknown as LeftEvent);
+        this.onLeft(frame);
         return;
-      default:
-        return; // unknown event types are ignored (protocol v1 only grows)
     }
   }
 
   private onLeft(frame: LeftEvent): void {
-    const rooms = Array.isArray(frame.rooms) ? frame.rooms.filter((r) => typeof r === 'string') : [];
-    for (const room of rooms) this.roomStates.delete(room);
-    this.emit('left', { rooms, reason: String(frame.reason ?? '') });
+    for (const room of frame.rooms) this.roomStates.delete(room);
+    this.emit('left', { rooms: frame.rooms, reason: frame.reason });
   }
 
   private onReply(frame: ReplyFrame): void {
@@ -696,7 +699,12 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     if (!p) return; // timed out already
     if (frame.ok) {
       const { re: _re, ok: _ok, ...fields } = frame;
-      this.settle(p, fields);
+      try {
+        this.settle(p, validateResult(p.cmd.type, fields));
+      } catch (err) {
+        if (!(err instanceof MalformedFrameError)) throw err;
+        this.settle(p, undefined, new ChatError('bad_frame', err.message, { command: p.cmd.type }));
+      }
     } else {
       this.settle(p, undefined, ChatError.fromWire(frame.error, p.cmd.type));
     }
@@ -979,7 +987,7 @@ export class ChatClient extends Emitter<ChatClientEvents> {
     this.ws = undefined;
     if (ws) {
       try {
-        ws.close(CLOSE_NORMAL, 'client closed');
+        ws.close(CLOSE.normal, 'client closed');
       } catch {
         // already closing
       }
@@ -998,11 +1006,4 @@ function asError(err: unknown, context: string): Error {
 }
 
 // Exported for callers that want to tell a drain apart in `disconnected` events.
-export const CloseCodes = {
-  normal: CLOSE_NORMAL,
-  goingAway: CLOSE_GOING_AWAY,
-  tokenExpired: CLOSE_TOKEN_EXPIRED,
-  kicked: CLOSE_KICKED,
-  tokenRevoked: CLOSE_TOKEN_REVOKED,
-  tooManyConnections: CLOSE_TOO_MANY_CONNECTIONS,
-} as const;
+export const CloseCodes = CLOSE;

@@ -2,23 +2,10 @@
 // binary frames of plain MessagePack (no msgpackr records or extensions), so any MessagePack library can speak it.
 import { Packr, Unpackr } from 'msgpackr';
 
-export type Encoding = 'json' | 'msgpack';
+import type { Encoding } from '../../protocol';
 
-/** The Sec-WebSocket-Protocol entry that selects each encoding. */
-export const SUBPROTOCOLS: Record<Encoding, string> = {
-  json: 'relaychat.v1.json',
-  msgpack: 'relaychat.v1.msgpack',
-};
-
-/** A token travels as `relaychat.token.<jwt>` in Sec-WebSocket-Protocol; the server never echoes it. */
-export const TOKEN_SUBPROTOCOL_PREFIX = 'relaychat.token.';
-
-/** HTTP token characters (RFC 9110 tchar): what a subprotocol entry may hold. A JWT fits; `=` padding does not. */
-const TCHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
-export function tokenFitsSubprotocol(token: string): boolean {
-  return TCHARS.test(token);
-}
+// The names both sides agree on (subprotocols, the token carrier) are the shared protocol module's.
+export { SUBPROTOCOLS, TOKEN_SUBPROTOCOL_PREFIX, tokenFitsSubprotocol, type Encoding } from '../../protocol';
 
 const packr = new Packr({
   useRecords: false,

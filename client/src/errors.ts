@@ -1,17 +1,7 @@
-import type { WireError } from './protocol';
+import { ERROR_CODES, type ErrorCode, type WireError } from '../../protocol';
 
-/** Error codes a gateway sends (docs/PROTOCOL.md, "Error codes"). */
-export type ProtocolErrorCode =
-  | 'bad_request'
-  | 'unauthorized'
-  | 'forbidden'
-  | 'not_member'
-  | 'rate_limited'
-  | 'too_large'
-  | 'too_many_rooms'
-  | 'unknown_type'
-  | 'unavailable'
-  | 'internal';
+/** Error codes a gateway sends (docs/PROTOCOL.md, "Error codes"): the shared catalogue's. */
+export type ProtocolErrorCode = ErrorCode;
 
 /** Error codes the client raises itself. */
 export type ClientErrorCode =
@@ -20,25 +10,24 @@ export type ClientErrorCode =
   /** Issued while reconnecting and the pending-command queue was full. */
   | 'queue_full'
   /** The client was closed (by `close()`, or for good by the server) before the command completed. */
-  | 'closed';
+  | 'closed'
+  /** A frame from the server did not match protocol v1 (the shared validator refused it); nothing relied on it. */
+  | 'bad_frame';
 
 export type ChatErrorCode = ProtocolErrorCode | ClientErrorCode;
 
-const RETRYABLE: Record<ChatErrorCode, boolean> = {
-  bad_request: false,
-  unauthorized: false,
-  forbidden: false,
-  not_member: false,
-  rate_limited: true,
-  too_large: false,
-  too_many_rooms: false,
-  unknown_type: false,
-  unavailable: true,
-  internal: true,
+const CLIENT_RETRYABLE: Record<ClientErrorCode, boolean> = {
   timeout: true,
   queue_full: true,
   closed: false,
+  bad_frame: false,
 };
+
+function retryableCode(code: string): boolean {
+  if (Object.prototype.hasOwnProperty.call(ERROR_CODES, code))
+    return ERROR_CODES[code as ErrorCode].retryable;
+  return CLIENT_RETRYABLE[code as ClientErrorCode] ?? false;
+}
 
 export class ChatError extends Error {
   override readonly name = 'ChatError';
@@ -58,7 +47,7 @@ export class ChatError extends Error {
   ) {
     super(message);
     this.code = code;
-    this.retryable = opts.retryable ?? RETRYABLE[code as ChatErrorCode] ?? false;
+    this.retryable = opts.retryable ?? retryableCode(code);
     this.retryAfterMs = opts.retryAfterMs;
     this.command = opts.command;
   }

@@ -3,7 +3,7 @@
 // that every durable append was acknowledged by the replica and that the replica holds all of them.
 import { pino } from 'pino';
 import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
-import { eventTail } from '../../services/gateway/src/protocol/frames';
+import { storedEventParts } from '../../protocol';
 import { until } from '../helpers/harness';
 import { startSentinel, type SentinelProc } from '../helpers/redis-topologies';
 
@@ -53,10 +53,9 @@ async function measure(waitReplicas: number) {
     e.append(
       { kind: 'room', name: room },
       {
-        type: 'message',
         id: `m${++n}`,
         ts: Date.now(),
-        tail: eventTail({ room, id: `m${n}`, from: 'u', ts: Date.now() }, body),
+        frame: storedEventParts('message', { room, id: `m${n}`, from: 'u', ts: Date.now() }, body),
       },
     );
   for (let i = 0; i < 50; i++) await append(`warm-${waitReplicas}`);

@@ -9,7 +9,7 @@ import type {
 } from '../../services/gateway/src/engine/engine';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
-import { eventTail } from '../../services/gateway/src/protocol/frames';
+import { storedEventParts } from '../../protocol';
 import { startRedis, until, type RedisProc } from '../helpers/harness';
 
 const bounds = { historySize: 5, historyTtlS: 60, inboxSize: 5, inboxTtlS: 60, dedupWindowS: 60 };
@@ -89,10 +89,9 @@ describe.each(makers)('%s engine', (kind, make) => {
   const room = (): StreamRef => ({ kind: 'room', name: `room-${++seq}` });
   const append = (ref: StreamRef, body: string, extra: { key?: string } = {}) =>
     engine.append(ref, {
-      type: 'message',
       id: `m${++seq}`,
       ts: Date.now(),
-      tail: eventTail({ room: ref.name, id: 'x', from: 'u', ts: 1 }, JSON.stringify(body)),
+      frame: storedEventParts('message', { room: ref.name, id: 'x', from: 'u', ts: 1 }, JSON.stringify(body)),
       dedup: extra.key ? { scope: 'u', key: extra.key } : undefined,
     });
 

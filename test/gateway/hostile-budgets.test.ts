@@ -3,7 +3,7 @@
 // close-code bounds. Each attack gets its documented answer, both nodes keep answering a fresh client's ping within
 // a second, and the node's memory stays bounded.
 import WebSocket from 'ws';
-import { CLOSE_BUCKETS } from '../../services/gateway/src/protocol/errors';
+import { CLOSE_BUCKETS } from '../../protocol';
 import {
   startGateway,
   startRedis,

@@ -1,13 +1,13 @@
 // Pure parts of the hostile-input defences: nesting depth found without recursion, deep frames refused before
 // JSON.parse with their id, stored frames spliced into replies untouched, close codes folded into fixed labels.
 import {
+  closeBucket,
   FrameError,
   jsonDepth,
+  okReplyWithFrames,
   parseCommand,
   valueDepth,
-} from '../../services/gateway/src/protocol/commands';
-import { okReplyWithFrames } from '../../services/gateway/src/protocol/frames';
-import { closeBucket } from '../../services/gateway/src/protocol/errors';
+} from '../../protocol';
 
 const limits = { maxMessageBytes: 1_000_000, maxRoomNameLength: 16, maxBodyDepth: 4 };
 const nest = (d: number, inner = '1') => `${'['.repeat(d)}${inner}${']'.repeat(d)}`;

@@ -1,5 +1,12 @@
-import { parseCommand, parsePosition, FrameError } from '../../services/gateway/src/protocol/commands';
-import { errorReply, eventTail, storedEvent, gapEvent } from '../../services/gateway/src/protocol/frames';
+import {
+  parseCommand,
+  parsePosition,
+  FrameError,
+  errorReply,
+  storedEventParts,
+  storedEvent,
+  gapEvent,
+} from '../../protocol';
 import { RoomPattern } from '../../services/gateway/src/auth/room-pattern';
 import { parseBusPayload } from '../../services/gateway/src/engine/redis-engine';
 import { loadConfig, ConfigError } from '../../services/gateway/src/config';
@@ -51,8 +58,8 @@ test('parseCommand names the error and keeps the id when it could be read', () =
 });
 
 test('event frames assembled around the body are valid JSON with every field', () => {
-  const tail = eventTail({ room: 'r', id: 'i1', from: 'al"ice', ts: 5 }, '{"a":1}');
-  expect(JSON.parse(storedEvent('message', 3, 'ep', tail))).toEqual({
+  const parts = storedEventParts('message', { room: 'r', id: 'i1', from: 'al"ice', ts: 5 }, '{"a":1}');
+  expect(JSON.parse(storedEvent(parts, 3, 'ep'))).toEqual({
     type: 'message',
     offset: 3,
     epoch: 'ep',

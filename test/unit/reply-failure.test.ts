@@ -4,7 +4,7 @@
 import { pino } from 'pino';
 import { loadConfig } from '../../services/gateway/src/config';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
-import { Gateway } from '../../services/gateway/src/gateway';
+import { Gateway } from '../../services/gateway/src/session/gateway';
 import { Hub } from '../../services/gateway/src/hub/hub';
 import { SendStatus, type Connection } from '../../services/gateway/src/hub/client';
 import { createMetrics, Stats } from '../../services/gateway/src/metrics';

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { RoomPattern } from '../../services/gateway/src/auth/room-pattern';
 import { TokenVerifier, AuthError } from '../../services/gateway/src/auth/tokens';
-import { isWellFormed } from '../../services/gateway/src/protocol/unicode';
+import { isWellFormed } from '../../protocol';
 import { loadConfig, ConfigError } from '../../services/gateway/src/config';
 import jwt from 'jsonwebtoken';
 

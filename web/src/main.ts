@@ -9,6 +9,7 @@ import {
   type StateChange,
   type TokenGetter,
 } from '../../client/src';
+import { CLOSE, DEFAULT_LIMITS, roomRuleText, validRoom } from '../../protocol';
 import { NotDevModeError, devTokenGetter, gatewayUrls, readClaims, tokenOrigins } from './auth';
 import { avatar, byId, colorOf, formatDay, formatTime, h, initial } from './dom';
 import { clearSession, loadSession, loadView, saveSession, saveView, type SavedSession } from './session';
@@ -16,7 +17,6 @@ import { clearSession, loadSession, loadView, saveSession, saveView, type SavedS
 const HISTORY_PAGE = 50;
 const MAX_ENTRIES = 1000;
 const GROUP_WINDOW_MS = 5 * 60_000;
-const ROOM_NAME = /^[A-Za-z0-9_\-.:@]{1,128}$/;
 const DEFAULT_ROOM = 'lobby';
 
 interface Entry {
@@ -397,8 +397,9 @@ async function loadHistory(conv: Conversation): Promise<void> {
 
 async function joinRoom(name: string): Promise<void> {
   if (!client) return;
-  if (!ROOM_NAME.test(name)) {
-    toast('Room names are 1-128 characters: letters, digits and _ - . : @');
+  // The gateway's default MAX_ROOM_NAME_LENGTH; a deployment with a different one still answers bad_request.
+  if (!validRoom(name, DEFAULT_LIMITS.maxRoomNameLength)) {
+    toast(`Invalid room name: ${roomRuleText(DEFAULT_LIMITS.maxRoomNameLength)}`);
     return;
   }
   const existed = convs.has(convKey('room', name));
@@ -561,7 +562,9 @@ function startClient(token: string | TokenGetter, user: string): void {
     if (client !== c) return;
     signOut();
     ui.signinError.textContent =
-      code === 4004 ? 'You were signed out: your token was revoked.' : 'Your session expired: sign in again.';
+      code === CLOSE.tokenRevoked
+        ? 'You were signed out: your token was revoked.'
+        : 'Your session expired: sign in again.';
   });
   c.on('error', (err) => {
     if (client === c) toast(errorText(err));

@@ -2,6 +2,7 @@
 // loadConfig() validates everything at start-up and throws ConfigError naming the first bad variable.
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { DEFAULT_LIMITS } from '../../../protocol';
 
 export class ConfigError extends Error {}
 
@@ -140,10 +141,16 @@ const ENV = {
       return s;
     },
   },
-  MAX_MESSAGE_BYTES: { def: '16384', parse: int('MAX_MESSAGE_BYTES', 64, 1048576) },
+  MAX_MESSAGE_BYTES: {
+    def: String(DEFAULT_LIMITS.maxMessageBytes),
+    parse: int('MAX_MESSAGE_BYTES', 64, 1048576),
+  },
   MAX_FRAME_BYTES: { def: '65536', parse: int('MAX_FRAME_BYTES', 1024, 16777216) },
   MAX_FRAME_DEPTH: { def: '64', parse: int('MAX_FRAME_DEPTH', 2, 1000) },
-  MAX_ROOM_NAME_LENGTH: { def: '128', parse: int('MAX_ROOM_NAME_LENGTH', 1, 1024) },
+  MAX_ROOM_NAME_LENGTH: {
+    def: String(DEFAULT_LIMITS.maxRoomNameLength),
+    parse: int('MAX_ROOM_NAME_LENGTH', 1, 1024),
+  },
   MAX_ROOMS_PER_CONNECTION: { def: '100', parse: int('MAX_ROOMS_PER_CONNECTION', 1, 100000) },
   CMD_RATE: { def: '50', parse: int('CMD_RATE', 1, 1000000) },
   CMD_BURST: { def: '100', parse: int('CMD_BURST', 1, 1000000) },

@@ -2,8 +2,7 @@
 // out, deliveries) are plain counters in Stats and copied into the registry when Prometheus scrapes.
 import client from 'prom-client';
 import type { AuthFailure } from './auth/tokens';
-import type { CommandType } from './protocol/commands';
-import { CLOSE_BUCKETS, ERROR_CODES } from './protocol/errors';
+import { CLOSE_BUCKETS, ERROR_CODES, type CommandType } from '../../../protocol';
 import { WEBHOOK_EVENTS } from './config';
 import type { HookName, HookOutcome } from './hooks/hooks';
 

@@ -5,7 +5,8 @@ import type { Config } from './config';
 import type { Engine } from './engine/engine';
 import { MemoryEngine } from './engine/memory-engine';
 import { RedisEngine } from './engine/redis-engine';
-import { Gateway } from './gateway';
+import { Gateway } from './session/gateway';
+import { AddressLimiter } from './session/limits';
 import { Hub } from './hub/hub';
 import type { Logger } from './logger';
 import { createMetrics, Stats } from './metrics';
@@ -13,29 +14,10 @@ import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/to
 import { RoomPattern } from './auth/room-pattern';
 import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
-import { parsePosition } from './protocol/commands';
+import { parsePosition } from '../../../protocol';
 import { createRoutes } from './http/routes';
 import { createProfilingRoutes } from './http/profiling';
 import { UwsTransport, type UpgradeDecision, type UpgradeInfo } from './transport/uws-server';
-
-/** Per-IP token bucket for new connections. */
-class IpLimiter {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-  constructor(private readonly rate: number) {
-    setInterval(() => this.buckets.clear(), 60_000).unref();
-  }
-  allow(ip: string): boolean {
-    if (this.rate === 0) return true;
-    const now = performance.now();
-    const b = this.buckets.get(ip) ?? { tokens: this.rate, at: now };
-    b.tokens = Math.min(this.rate, b.tokens + ((now - b.at) * this.rate) / 1000);
-    b.at = now;
-    this.buckets.set(ip, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-}
 
 export interface Server {
   port: number;
@@ -162,7 +144,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     webhooks && ((room, message) => webhooks!.recorder.message(room, message)),
   );
   engine.onRevoked((r) => gateway.closeRevoked(r));
-  const ipLimiter = new IpLimiter(config.limits.connRatePerIp);
+  const ipLimiter = new AddressLimiter(config.limits.connRatePerIp);
 
   const routes = createRoutes({
     ready,

@@ -1,7 +1,7 @@
 // JWT verification at the handshake (and on `refresh`), the `rooms` claim, and dev-mode minting.
 import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
-import { isWellFormed } from '../protocol/unicode';
+import { isWellFormed, MAX_USER_LENGTH } from '../../../../protocol';
 import { RoomPattern } from './room-pattern';
 
 export interface Identity {
@@ -106,7 +106,7 @@ export class TokenVerifier {
     } catch (err) {
       throw new AuthError(classify(err));
     }
-    if (typeof claims.sub !== 'string' || claims.sub.length === 0 || claims.sub.length > 256)
+    if (typeof claims.sub !== 'string' || claims.sub.length === 0 || claims.sub.length > MAX_USER_LENGTH)
       throw new AuthError('no_subject');
     if (!isWellFormed(claims.sub)) throw new AuthError('bad_subject');
     const exp = typeof claims.exp === 'number' ? claims.exp : undefined;

@@ -1,6 +1,7 @@
 // The engine: everything that crosses nodes or outlives a connection. Two implementations, MemoryEngine (one
 // node, no persistence) and RedisEngine (a cluster of nodes), honour the contract written here; the contract
 // suite in test/ runs against both.
+import type { StoredFrameParts } from '../../../../protocol';
 
 /** An offset-numbered event stream: a room's history, or a user's inbox of direct messages. */
 export type StreamRef = { kind: 'room'; name: string } | { kind: 'inbox'; name: string };
@@ -12,11 +13,10 @@ export interface StoredEvent {
 }
 
 export interface AppendInput {
-  type: 'message' | 'dm';
   id: string;
   ts: number;
-  /** Frame text after the offset and epoch (see protocol/frames.ts eventTail). */
-  tail: string;
+  /** The event frame around its offset and epoch, built by protocol/frames.ts storedEventParts. */
+  frame: StoredFrameParts;
   /**
    * Idempotency: a repeated (scope, key) within the dedup window returns the first result and stores nothing.
    * scope is the sender's id for a client's key; the empty scope is reserved for copies keyed by message id.

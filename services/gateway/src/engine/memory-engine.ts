@@ -16,7 +16,7 @@ import type {
 } from './engine';
 import { Denylist } from './denylist';
 import { newEpoch } from './epoch';
-import { presenceEvent, storedEvent } from '../protocol/frames';
+import { presenceEvent, storedEvent } from '../../../../protocol';
 
 interface Stream {
   epoch: string;
@@ -121,7 +121,7 @@ export class MemoryEngine implements Engine {
     }
     const s = this.stream(ref);
     const offset = ++s.top;
-    const frame = storedEvent(input.type, offset, s.epoch, input.tail);
+    const frame = storedEvent(input.frame, offset, s.epoch);
     s.events.push({ offset, frame });
     const max = ref.kind === 'room' ? this.opts.historySize : this.opts.inboxSize;
     if (s.events.length > max) s.events.splice(0, s.events.length - max);

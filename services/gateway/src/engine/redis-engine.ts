@@ -34,6 +34,7 @@ import {
   type SlotsReply,
 } from './redis-connections';
 import { APPEND, CONNECTIONS, PRESENCE, RATE, READ, REVOKE } from './scripts';
+import { presenceEvent } from '../../../../protocol';
 import type { Logger } from '../logger';
 
 export interface RedisEngineOptions {
@@ -551,8 +552,8 @@ export class RedisEngine implements Engine {
       this.keys.meta(ref),
       this.keys.history(ref),
       dedupKey,
-      input.type,
-      input.tail,
+      input.frame.head,
+      input.frame.tail,
       input.ts,
       input.skip ?? '',
       size,
@@ -564,6 +565,7 @@ export class RedisEngine implements Engine {
       this.publishCommand,
       input.id,
       this.failoverJump,
+      input.frame.mid,
     ];
     const reply = this.opts.waitReplicas
       ? await this.timed('append', () => this.appendDurably(args))
@@ -623,17 +625,19 @@ export class RedisEngine implements Engine {
   }
 
   private async presenceCall(
-    mode: string,
+    mode: 'add' | 'remove' | 'list',
     room: string,
     user: string,
     node = this.instance,
   ): Promise<string[]> {
+    const payload =
+      mode === 'list' ? '' : `p|${presenceEvent(room, mode === 'add' ? 'join' : 'leave', user)}`;
     const [transition, users] = await this.timed('presence', () =>
       this.redis.rcPresence(
         this.keys.presence(room),
         this.keys.presenceUsers(room),
         mode,
-        room,
+        payload,
         user,
         node,
         Date.now(),

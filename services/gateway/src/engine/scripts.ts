@@ -8,8 +8,10 @@
 export const FAILOVER_OFFSET_JUMP = 1_000_000;
 
 /**
- * KEYS: meta, history, dedup.  ARGV: type, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s, new_epoch, channel,
- * use_dedup ('1'|'0'), publish command, id, failover_jump ('1'|'0').
+ * KEYS: meta, history, dedup.  ARGV: head, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s, new_epoch, channel,
+ * use_dedup ('1'|'0'), publish command, id, failover_jump ('1'|'0'), mid.
+ * The stored frame is head .. offset .. mid .. epoch .. tail, pieces built by protocol/frames.ts storedEventParts
+ * (the script builds no frame itself).
  * With failover_jump, the meta hash remembers the replication id (r) of the primary that last appended; when
  * this primary's previous replication id (master_replid2) is that one, it is a replica promoted since then and
  * the offset jumps by FAILOVER_OFFSET_JUMP first. A slot migrated to another primary (resharding) moves its keys
@@ -39,7 +41,7 @@ if ARGV[13] == '1' then
   end
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
-local frame = '{"type":"' .. ARGV[1] .. '","offset":' .. offset .. ',"epoch":"' .. epoch .. '",' .. ARGV[2]
+local frame = ARGV[1] .. offset .. ARGV[14] .. epoch .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'f', frame)
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
@@ -76,8 +78,10 @@ return {epoch, top, entries}
 `;
 
 /**
- * KEYS: presence zset, presence-users hash.  ARGV: mode ('add'|'remove'|'list'), room, user, node, now_ms,
+ * KEYS: presence zset, presence-users hash.  ARGV: mode ('add'|'remove'|'list'), bus payload, user, node, now_ms,
  * channel, publish command.
+ * The bus payload is the one change this call may announce (a join for 'add', a leave for 'remove'), built by the
+ * caller with protocol/frames.ts presenceEvent; the script publishes it as it is.
  * The zset holds "<user>|<node>" (score = when it was added); the hash counts, per user, the nodes that have the
  * user in the room. A user's first node publishes a join event, its last a leave event. Entries of a node that
  * died are removed by the node sweep (RedisEngine.sweep), which calls 'remove' with the dead node's id.
@@ -85,16 +89,12 @@ return {epoch, top, entries}
  * 'vacated' when this remove left it without users, else ''; users are the users present ('add' and 'list').
  */
 export const PRESENCE = `
-local room, user, node, channel, pub = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
+local payload, user, node, channel, pub = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
 local transition = ''
-local function event(kind, who)
-  redis.call(pub, channel, 'p|{"type":"presence","room":' .. cjson.encode(room) .. ',"event":"' .. kind ..
-    '","user":' .. cjson.encode(who) .. '}')
-end
 if ARGV[1] == 'add' then
   if redis.call('ZADD', KEYS[1], ARGV[5], user .. '|' .. node) == 1 then
     if redis.call('HINCRBY', KEYS[2], user, 1) == 1 then
-      event('join', user)
+      redis.call(pub, channel, payload)
       if redis.call('HLEN', KEYS[2]) == 1 then transition = 'occupied' end
     end
   end
@@ -102,7 +102,7 @@ elseif ARGV[1] == 'remove' then
   if redis.call('ZREM', KEYS[1], user .. '|' .. node) == 1 then
     if redis.call('HINCRBY', KEYS[2], user, -1) <= 0 then
       redis.call('HDEL', KEYS[2], user)
-      event('leave', user)
+      redis.call(pub, channel, payload)
       if redis.call('HLEN', KEYS[2]) == 0 then transition = 'vacated' end
     end
   end

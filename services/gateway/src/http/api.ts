@@ -3,23 +3,31 @@
 // from this table, so the document cannot drift from what is served. Validation is the socket commands' own
 // (ServerApi.validate runs protocol/commands.ts), so both answer the same error codes for the same input.
 import { UnavailableError, type Revocation } from '../engine/engine';
-import { isWellFormed } from '../protocol/unicode';
-import type { Command } from '../protocol/commands';
-import { ProtocolError } from '../protocol/errors';
+import {
+  ERROR_CODES,
+  RawJson,
+  isErrorCode,
+  ProtocolError,
+  validUserId,
+  type DirectMessageReply,
+  type HistoryResult,
+  type ParsedCommand,
+  type PublishReply,
+} from '../../../../protocol';
 
 /** What the API needs of the node (the Gateway and the engine provide it). */
 export interface ServerApi {
   /** Parses a socket command (without id) with the socket's limits; throws ProtocolError. */
-  validate(command: Record<string, unknown>): Command;
+  validate(command: Record<string, unknown>): ParsedCommand;
   validUser(user: unknown, field?: string): string;
-  publish(
+  publish(room: string, body: string, key: string | undefined, from: string): Promise<PublishReply>;
+  dm(to: string, body: string, key: string | undefined, from: string): Promise<DirectMessageReply>;
+  /** `messages` are the stored frames, written into the answer as stored. */
+  history(
     room: string,
-    body: string,
-    key: string | undefined,
-    from: string,
-  ): Promise<Record<string, unknown>>;
-  dm(to: string, body: string, key: string | undefined, from: string): Promise<Record<string, unknown>>;
-  history(room: string, limit: number, before?: number): Promise<Record<string, unknown>>;
+    limit: number,
+    before?: number,
+  ): Promise<Omit<HistoryResult, 'messages'> & { messages: RawJson[] }>;
   presence(room: string): Promise<string[]>;
   connections(user: string): Promise<{ id: string; info: Record<string, unknown> }[]>;
   disconnect(user: string): Promise<void>;
@@ -34,8 +42,7 @@ export interface ServerApi {
 /** Longest a revocation may be kept (and the largest `ttl` a revoke call may ask for). */
 const MAX_REVOCATION_S = 31_536_000;
 
-const validId = (u: unknown): u is string =>
-  typeof u === 'string' && u.length > 0 && u.length <= 256 && isWellFormed(u);
+const validId = validUserId;
 
 function revocationTtl(api: ServerApi, args: Record<string, unknown>): number {
   if (args.ttl !== undefined && !(Number.isInteger(args.ttl) && (args.ttl as number) >= 1))
@@ -440,18 +447,6 @@ export const API_ROUTES: ApiRoute[] = [
   },
 ];
 
-/** The HTTP status of each error code the API answers. */
-export const STATUS_OF: Record<string, number> = {
-  bad_request: 400,
-  unknown_type: 400,
-  too_large: 413,
-  unauthorized: 401,
-  not_found: 404,
-  rate_limited: 429,
-  unavailable: 503,
-  internal: 500,
-};
-
 export interface ApiErrorBody {
   error: { code: string; message: string; retryable: boolean };
 }
@@ -461,7 +456,7 @@ export function apiErrorBody(code: string, message: string): ApiErrorBody {
     error: {
       code,
       message,
-      retryable: code === 'unavailable' || code === 'rate_limited' || code === 'internal',
+      retryable: isErrorCode(code) && ERROR_CODES[code].retryable,
     },
   };
 }
@@ -469,7 +464,7 @@ export function apiErrorBody(code: string, message: string): ApiErrorBody {
 /** A ProtocolError (or storage failure) as an API error; undefined for anything else (a bug). */
 export function errorOf(err: unknown): { status: number; body: ApiErrorBody } | undefined {
   if (err instanceof ProtocolError)
-    return { status: STATUS_OF[err.code] ?? 400, body: apiErrorBody(err.code, err.message) };
+    return { status: ERROR_CODES[err.code].status, body: apiErrorBody(err.code, err.message) };
   if (err instanceof UnavailableError)
     return { status: 503, body: apiErrorBody('unavailable', 'storage unavailable, retry') };
   return undefined;

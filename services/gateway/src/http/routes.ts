@@ -4,7 +4,7 @@ import { extname, join } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 import { apiErrorBody, errorOf, matchRoute, type ServerApi } from './api';
 import { openApiDocument } from './openapi';
-import { stringifyWithRaw } from '../protocol/frames';
+import { ROOM_CHARS_TEXT, stringifyWithRaw, validRoom } from '../../../../protocol';
 
 export interface HttpRequest {
   method: string;
@@ -132,8 +132,9 @@ export function createRoutes(deps: RouteDeps): (req: HttpRequest) => Promise<Htt
       if (method !== 'POST') return apiError(405, 'bad_request', 'use POST');
       const b = parseJson(req.body);
       const user = b?.user;
-      if (typeof user !== 'string' || !/^[\w.@:-]{1,64}$/.test(user))
-        return apiError(400, 'bad_request', 'expected {"user": 1-64 characters of A-Z a-z 0-9 _ . @ : -}');
+      // Dev user names follow the room-name rule, up to 64 characters.
+      if (!validRoom(user, 64))
+        return apiError(400, 'bad_request', `expected {"user": 1-64 characters of ${ROOM_CHARS_TEXT}}`);
       const rooms =
         Array.isArray(b?.rooms) && b.rooms.every((r) => typeof r === 'string')
           ? (b.rooms as string[])

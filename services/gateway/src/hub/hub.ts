@@ -4,7 +4,7 @@
 // history first. The same path serves recovery after reconnect, slow consumers that drained, and events the bus
 // lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
 import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
-import { gapEvent, presenceBatchEvent } from '../protocol/frames';
+import { gapEvent, presenceBatchEvent } from '../../../../protocol';
 import { Packed, Prepared, type OutFrame } from '../protocol/encoding';
 import type { Logger } from '../logger';
 import type { Stats } from '../metrics';
@@ -248,19 +248,20 @@ export class Hub {
   private send(client: Client, frame: OutFrame): boolean {
     if (client.closed) return false;
     const status = client.conn.send(frame);
-    if (status === SendStatus.DROPPED) {
-      this.markSlow(client);
-      return false;
-    }
-    if (status === SendStatus.BUFFERED) {
-      const buffered = client.conn.bufferedAmount();
-      if (buffered > this.opts.slowConsumerBytes) this.markSlow(client);
-      if (buffered > this.opts.maxBufferedBytes) this.events.overBuffered(client);
-    }
-    return true;
+    if (status === SendStatus.SENT) return true;
+    const buffered = client.conn.bufferedAmount();
+    if (status === SendStatus.DROPPED || buffered > this.opts.slowConsumerBytes) this.markSlow(client);
+    if (buffered > this.opts.maxBufferedBytes) this.events.overBuffered(client);
+    return status !== SendStatus.DROPPED;
   }
 
-  private write(client: Client, frame: OutFrame, type: string): boolean {
+  /**
+   * The one egress point of a connection for single frames: replies, the welcome, events and replays all come
+   * here (the fan-out in deliver() shares send() and counts once per bus message). It respects backpressure (a
+   * dropped write or a buffer over SLOW_CONSUMER_BYTES pauses live pushes until drained(); over MAX_BUFFERED_BYTES
+   * the gateway closes the connection) and counts what was written. False if the frame was not written.
+   */
+  write(client: Client, frame: OutFrame, type: string): boolean {
     if (!this.send(client, frame)) return false;
     this.stats.countOut(type, frame instanceof Packed ? frame.bytes.length : frame.length);
     return true;

@@ -1,19 +1,22 @@
 // The two wire encodings and the conversions at the egress and ingress boundaries. Frames inside the node (built
 // replies, bus events, stored history) are JSON text; a MessagePack connection gets each frame converted once
 // (the hub reuses one conversion per bus message for all MessagePack subscribers), and its binary frames are
-// decoded into the same plain values JSON.parse gives, so one validator (protocol/commands.ts) serves both.
+// decoded into the same plain values JSON.parse gives, so one validator (protocol/commands.ts at the repo root) serves both.
 //
 // Binary values: JSON has none, so a MessagePack `bin` is carried inside the node as `{"$bin":"<base64>"}` (an
 // object whose only key is `$bin`, a string). Going out to a MessagePack connection every such object becomes
 // `bin` again. Whoever writes that marker in JSON is therefore seen as binary by MessagePack clients.
 import { Packr } from 'msgpackr';
+import type { Encoding } from '../../../../protocol';
 
-export type Encoding = 'json' | 'msgpack';
-
-/** Sec-WebSocket-Protocol entries. */
-export const SUBPROTOCOL = { json: 'relaychat.v1.json', msgpack: 'relaychat.v1.msgpack' } as const;
-/** A token carried in Sec-WebSocket-Protocol: `relaychat.token.<jwt>` (never echoed back). */
-export const TOKEN_SUBPROTOCOL_PREFIX = 'relaychat.token.';
+// The names both sides agree on (subprotocols, the token carrier, negotiation) are the shared protocol module's.
+export {
+  chooseEncoding,
+  subprotocols,
+  SUBPROTOCOLS,
+  TOKEN_SUBPROTOCOL_PREFIX,
+  type Encoding,
+} from '../../../../protocol';
 
 /** Plain MessagePack only: no records, bundled strings, structured clone or other msgpackr extensions. */
 const packr = new Packr({
@@ -26,23 +29,6 @@ const packr = new Packr({
 });
 
 const BIN_KEY = '"$bin"';
-
-/** Picks the encoding from the offered subprotocols (client order); JSON when none of ours is offered. */
-export function chooseEncoding(offered: readonly string[]): { encoding: Encoding; echo: string } {
-  for (const p of offered) {
-    if (p === SUBPROTOCOL.json) return { encoding: 'json', echo: p };
-    if (p === SUBPROTOCOL.msgpack) return { encoding: 'msgpack', echo: p };
-  }
-  return { encoding: 'json', echo: '' };
-}
-
-/** Splits a Sec-WebSocket-Protocol header into its entries. */
-export function subprotocols(header: string): string[] {
-  return header
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
-}
 
 function binReviver(_key: string, value: unknown): unknown {
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {

@@ -1,92 +1,61 @@
 // Per-connection protocol logic: the welcome, command dispatch with its limits, replies, and the server API.
 // Transport-agnostic: it sees Connections, never uWS sockets.
-import type { Config } from './config';
-import type { Engine, ReadResult, Revocation, StreamRef } from './engine/engine';
-import { revokes, UnavailableError } from './engine/engine';
-import { Client, type Connection, type Sub } from './hub/client';
-import type { Hub } from './hub/hub';
-import { PresenceMarks } from './hub/presence-marks';
-import type { Logger } from './logger';
-import type { Metrics, Stats } from './metrics';
-import { AuthError, roomAllowed, type Identity, type TokenVerifier } from './auth/tokens';
-import { ExpiryQueue } from './auth/expiry-queue';
+import type { Config } from '../config';
+import type { Engine, ReadResult, Revocation, StreamRef } from '../engine/engine';
+import { revokes, UnavailableError } from '../engine/engine';
+import { Client, type Connection, type Sub } from '../hub/client';
+import type { Hub } from '../hub/hub';
+import { PresenceMarks } from '../hub/presence-marks';
+import type { Logger } from '../logger';
+import type { Metrics, Stats } from '../metrics';
+import { AuthError, roomAllowed, type Identity, type TokenVerifier } from '../auth/tokens';
+import { ExpiryQueue } from '../auth/expiry-queue';
 import {
-  parseCommand,
+  CLOSE,
+  closeBucket,
+  ERROR_CODES,
+  errorReply,
   FrameError,
+  joinedEvent,
+  leftEvent,
   MAX_USER_LENGTH,
+  okReply,
+  okReplyWithFrames,
+  parseCommand,
+  ProtocolError,
+  RawJson,
+  reconnectEvent,
+  storedEventParts,
   validateCommand,
-  type Command,
+  validUserId,
+  welcomeFrame,
+  type CommandType,
+  type DirectMessageReply,
+  type ErrorCode,
+  type HistoryResult,
+  type ParsedCommand,
+  type PublishReply,
+  type ResultMap,
   type Since,
-} from './protocol/commands';
-import { DecodeError, decodeMsgpack } from './protocol/encoding';
-import { CLOSE, closeBucket, ERROR_CODES, ProtocolError, type ErrorCode } from './protocol/errors';
-import { errorReply, eventTail, okReply, okReplyWithFrames, RawJson } from './protocol/frames';
-import type { Hooks } from './hooks/hooks';
-import { isWellFormed } from './protocol/unicode';
-
-/** Token bucket for commands per second on one connection. */
-class Bucket {
-  private tokens: number;
-  private last = performance.now();
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-  ) {
-    this.tokens = burst;
-  }
-  /** 0 when allowed, else ms until a token is available. */
-  take(): number {
-    const now = performance.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      return 0;
-    }
-    return Math.ceil(((1 - this.tokens) * 1000) / this.rate);
-  }
-}
-
-/**
- * Bytes per second for the heavy replies of one connection (history, presence, replays), with a burst of one
- * second's worth. A heavy command is admitted while the balance is positive and reserves its worst case; the reply
- * then settles the reservation with its real size. The balance may go negative; the connection then waits.
- */
-class ByteBudget {
-  private balance: number;
-  private last = performance.now();
-  constructor(private readonly rate: number) {
-    this.balance = rate;
-  }
-  private refill(): void {
-    const now = performance.now();
-    this.balance = Math.min(this.rate, this.balance + ((now - this.last) * this.rate) / 1000);
-    this.last = now;
-  }
-  /** 0 when a heavy command may start now, else ms until it may. */
-  wait(): number {
-    this.refill();
-    return this.balance > 0 ? 0 : Math.ceil(((1 - this.balance) * 1000) / this.rate);
-  }
-  spend(bytes: number): void {
-    this.refill();
-    this.balance -= bytes;
-  }
-}
+} from '../../../../protocol';
+import { DecodeError, decodeMsgpack } from '../protocol/encoding';
+import type { Hooks } from '../hooks/hooks';
+import { newMessageId } from './ids';
+import { ByteBudget, TokenBucket, Violations } from './limits';
 
 interface Session {
   client: Client;
   identity: Identity;
   /** Created at the first command (an idle connection never needs one). */
-  bucket?: Bucket;
-  violations: number[];
+  bucket?: TokenBucket;
+  violations: Violations;
   /** Commands received and not yet answered. */
   inflight: number;
   replyBudget: ByteBudget;
 }
 
 /** Commands whose reply (or replay) can be large: admitted against the send buffer and the byte budget. */
-function heavy(c: Command): boolean {
+function heavy(c: ParsedCommand): boolean {
   return (
     c.type === 'history' ||
     c.type === 'presence' ||
@@ -98,23 +67,19 @@ function heavy(c: Command): boolean {
 const AFTER_REPLY = Symbol('afterReply');
 /** A reply may carry stored frames, spliced into it as stored: `{name, frames}`. */
 const FRAMES = Symbol('frames');
+/**
+ * What a handler returns: the command's result (docs/PROTOCOL.md), optionally with work to run right after the
+ * reply is written; a history result carries its messages as stored frames, spliced into the reply unparsed.
+ */
+type Reply<T extends CommandType> = (T extends 'history'
+  ? Omit<ResultMap[T], 'messages'> & { [FRAMES]: { name: 'messages'; frames: string[] } }
+  : ResultMap[T]) & { [AFTER_REPLY]?: () => void };
 /** retryAfterMs for a command refused because too many of the connection's commands are in flight. */
 const INFLIGHT_RETRY_MS = 100;
 /** retryAfterMs for a heavy command refused while the send buffer is above HEAVY_COMMAND_BUFFER_BYTES. */
 const BUFFER_RETRY_MS = 500;
 /** What a presence reply reserves per listed user from the byte budget before its real size is known. */
 const PRESENCE_RESERVE_BYTES_PER_USER = 64;
-const VIOLATION_WINDOW_MS = 60_000;
-
-let idCounter = 0;
-const idPrefix = Math.floor(Math.random() * 36 ** 6)
-  .toString(36)
-  .padStart(6, '0');
-
-/** Unique across nodes with overwhelming probability; short on the wire. */
-export function newMessageId(): string {
-  return `${idPrefix}${(idCounter++).toString(36)}`;
-}
 
 export class Gateway {
   readonly sessions = new Map<Client, Session>();
@@ -154,7 +119,7 @@ export class Gateway {
       client,
       identity,
       bucket: undefined,
-      violations: [],
+      violations: new Violations(),
       inflight: 0,
       replyBudget: new ByteBudget(this.config.limits.replyBytesPerS),
     };
@@ -213,14 +178,12 @@ export class Gateway {
       : { epoch: head.epoch, offset: head.top };
     if (from.recovered !== undefined)
       this.metrics.recoveries.inc({ result: from.recovered ? 'recovered' : 'gap' });
-    const frame = JSON.stringify({
-      type: 'welcome',
+    const frame = welcomeFrame({
       user: identity.user,
       node: this.config.nodeId,
       session: client.id,
-      protocol: 1,
       expiresAt: identity.expiresAt,
-      ...(identity.info !== undefined ? { info: identity.info } : {}),
+      info: identity.info,
       inbox: { offset: from.offset, epoch: from.epoch, recovered: from.recovered },
     });
     this.send(client, frame, 'welcome');
@@ -264,7 +227,7 @@ export class Gateway {
     this.stats.bytesIn += bytes;
     const session = this.sessions.get(client);
     if (!session) return;
-    let command: Command;
+    let command: ParsedCommand;
     try {
       command = this.parse(client, frame);
     } catch (err) {
@@ -275,7 +238,7 @@ export class Gateway {
       return;
     }
     this.metrics.messagesIn.inc({ type: command.type });
-    session.bucket ??= new Bucket(this.config.limits.cmdRate, this.config.limits.cmdBurst);
+    session.bucket ??= new TokenBucket(this.config.limits.cmdRate, this.config.limits.cmdBurst);
     const wait = session.bucket.take();
     if (wait > 0) {
       this.metrics.rateLimited.inc({ scope: 'connection' });
@@ -291,10 +254,10 @@ export class Gateway {
           session.inflight--;
           let frame: string;
           try {
-            const spliced = fields[FRAMES] as { name: string; frames: string[] } | undefined;
+            const spliced = FRAMES in fields ? fields[FRAMES] : undefined;
             frame = spliced
               ? okReplyWithFrames(command.id, fields, spliced.name, spliced.frames)
-              : okReply(command.id, fields);
+              : okReply(command.id, fields as ResultMap[CommandType]);
           } catch (err) {
             this.log.error({ err, conn: client.id, type: command.type }, 'reply could not be built');
             this.fail(session, command.id, 'internal', 'internal error');
@@ -302,7 +265,7 @@ export class Gateway {
           }
           if (reserved > 0) session.replyBudget.spend(frame.length - reserved);
           this.send(client, frame, 'reply');
-          (fields[AFTER_REPLY] as (() => void) | undefined)?.();
+          fields[AFTER_REPLY]?.();
         },
         (err: unknown) => {
           session.inflight--;
@@ -332,7 +295,7 @@ export class Gateway {
    * The per-connection budgets: commands in flight, and for heavy commands the send buffer and the reply byte
    * budget. Answers rate_limited (with retryAfterMs) and returns false when the command may not run now.
    */
-  private admit(session: Session, command: Command): boolean {
+  private admit(session: Session, command: ParsedCommand): boolean {
     const { limits } = this.config;
     const refuse = (scope: string, message: string, retryAfterMs: number) => {
       this.metrics.rateLimited.inc({ scope });
@@ -358,7 +321,7 @@ export class Gateway {
   }
 
   /** Reserves a heavy command's worst-case reply size from the byte budget; returns the amount reserved. */
-  private reserve(session: Session, command: Command): number {
+  private reserve(session: Session, command: ParsedCommand): number {
     let bytes = 0;
     if (command.type === 'history') bytes = command.limit * (this.config.limits.maxMessageBytes + 256);
     else if (command.type === 'presence')
@@ -373,7 +336,7 @@ export class Gateway {
   }
 
   /** One frame into a command through the one validator; each encoding accepts only its own frame kind. */
-  private parse(client: Client, frame: string | Uint8Array): Command {
+  private parse(client: Client, frame: string | Uint8Array): ParsedCommand {
     if (client.conn.encoding === 'json') {
       if (typeof frame !== 'string')
         throw new FrameError(null, 'bad_request', 'binary frames need relaychat.v1.msgpack; send JSON text');
@@ -395,22 +358,16 @@ export class Gateway {
     this.metrics.errorReplies.inc({ code });
     this.send(client, errorReply(re, code, message, retryAfterMs), 'reply');
     if (!ERROR_CODES[code].violation) return;
-    const now = Date.now();
-    session.violations.push(now);
-    while (session.violations.length > 0 && session.violations[0]! < now - VIOLATION_WINDOW_MS)
-      session.violations.shift();
-    if (session.violations.length >= this.config.limits.maxViolations) {
+    if (session.violations.add() >= this.config.limits.maxViolations) {
       this.log.info({ conn: client.id, user: client.user }, 'closing connection after repeated bad frames');
       client.conn.close(CLOSE.policy, 'too many bad frames');
     }
   }
 
   /** The egress for replies. A socket whose send buffer passed MAX_BUFFERED_BYTES is closed with 4008. */
+  /** Replies and session events go out through the hub's egress, the same as room events and replays. */
   private send(client: Client, frame: string, type: string): void {
-    if (client.closed) return;
-    client.conn.send(frame);
-    this.stats.countOut(type, frame.length);
-    if (client.conn.bufferedAmount() > this.config.limits.maxBufferedBytes) this.overBuffered(client);
+    this.hub.write(client, frame, type);
   }
 
   /** Closes a connection that holds more than MAX_BUFFERED_BYTES of unsent frames (replies and events together). */
@@ -423,7 +380,7 @@ export class Gateway {
     client.conn.close(CLOSE.slowConsumer, 'not reading: send buffer over the limit');
   }
 
-  private async dispatch(session: Session, c: Command): Promise<Record<string | symbol, unknown>> {
+  private async dispatch(session: Session, c: ParsedCommand): Promise<Reply<CommandType>> {
     switch (c.type) {
       case 'join':
         return this.join(session, c.room, c.since);
@@ -454,9 +411,9 @@ export class Gateway {
   private async join(
     session: Session,
     room: string,
-    since?: { offset: number; epoch?: string },
+    since?: Since,
     byServer = false,
-  ): Promise<Record<string | symbol, unknown>> {
+  ): Promise<Reply<'join'>> {
     const { client } = session;
     // A join by the server API is trusted: neither the rooms limits nor the join hook apply.
     if (!byServer) this.checkRoom(session, room);
@@ -493,7 +450,7 @@ export class Gateway {
       ]);
       if (client.closed || client.rooms.get(room) !== sub)
         throw new ProtocolError('not_member', 'left while joining');
-      const reply: Record<string | symbol, unknown> = {
+      const reply: Reply<'join'> = {
         room,
         ...this.presenceFields(presence),
         offset: head.top,
@@ -523,7 +480,7 @@ export class Gateway {
     if (this.hub.remove(client, sub.ref)) this.marks.sync(room, client.user).catch(() => undefined);
   }
 
-  private async leave(session: Session, room: string): Promise<Record<string, unknown>> {
+  private async leave(session: Session, room: string): Promise<Reply<'leave'>> {
     if (!session.client.rooms.has(room)) throw new ProtocolError('not_member', `not a member of ${room}`);
     this.leaveRoom(session.client, room);
     return { room };
@@ -543,7 +500,7 @@ export class Gateway {
     room: string,
     body: string,
     key?: string,
-  ): Promise<Record<string, unknown>> {
+  ): Promise<Reply<'publish'>> {
     const { client } = session;
     if (!client.rooms.has(room)) throw new ProtocolError('not_member', `join ${room} before publishing`);
     await this.userRate(client.user);
@@ -566,14 +523,13 @@ export class Gateway {
     body: string,
     key?: string,
     skip?: string,
-  ): Promise<Record<string, unknown>> {
+  ): Promise<PublishReply> {
     const id = newMessageId();
     const ts = Date.now();
     const result = await this.engine.append(ref, {
-      type,
       id,
       ts,
-      tail: eventTail({ ...extra, id, from, ts }, body),
+      frame: storedEventParts(type, { ...extra, id, from, ts }, body),
       dedup: key ? { scope: from, key } : undefined,
       skip,
     });
@@ -600,26 +556,19 @@ export class Gateway {
    * the sender's, deduplicated on the message id. Each write is idempotent on its own key, so `ok` means both
    * are stored, and a retry with the same key writes whichever is missing and answers the first result.
    */
-  private async dm(
-    session: Session,
-    to: string,
-    body: string,
-    key?: string,
-  ): Promise<Record<string, unknown>> {
+  private async dm(session: Session, to: string, body: string, key?: string): Promise<Reply<'dm'>> {
     const { client } = session;
     await this.userRate(client.user);
     const reply = await this.store({ kind: 'inbox', name: to }, 'dm', client.user, { to }, body, key);
     if (to !== client.user) {
       // The sender's copy, for the sender's other connections and their recovery; the sending one has the reply.
-      const id = reply.id as string;
-      const ts = reply.ts as number;
+      const { id, ts } = reply;
       await this.engine.append(
         { kind: 'inbox', name: client.user },
         {
-          type: 'dm',
           id,
           ts,
-          tail: eventTail({ id, from: client.user, to, ts }, body),
+          frame: storedEventParts('dm', { id, from: client.user, to, ts }, body),
           // Without a key a retry is a new DM anyway: no dedup record to keep.
           dedup: key === undefined ? undefined : { scope: '', key: id },
           skip: client.id,
@@ -630,7 +579,7 @@ export class Gateway {
     return { ...reply, delivered, live: delivered > 0, stored: true };
   }
 
-  private async presenceOf(session: Session, room: string): Promise<Record<string, unknown>> {
+  private async presenceOf(session: Session, room: string): Promise<Reply<'presence'>> {
     this.checkRoom(session, room);
     return { room, ...this.presenceFields(await this.engine.presence(room)) };
   }
@@ -648,7 +597,7 @@ export class Gateway {
     room: string,
     limit: number,
     before?: number,
-  ): Promise<Record<string | symbol, unknown>> {
+  ): Promise<Reply<'history'>> {
     this.checkRoom(session, room);
     const page = await this.hub.readHistory(() =>
       this.engine.readBefore({ kind: 'room', name: room }, before, limit),
@@ -666,10 +615,7 @@ export class Gateway {
    * been sent of the DMs after since.offset, then continues live. DMs the connection already received live since
    * its welcome are not sent again, so each DM arrives once.
    */
-  private async inbox(
-    session: Session,
-    since?: { offset: number; epoch?: string },
-  ): Promise<Record<string | symbol, unknown>> {
+  private async inbox(session: Session, since?: Since): Promise<Reply<'inbox'>> {
     const { client } = session;
     const sub = await client.inboxReady;
     if (!sub) throw new UnavailableError('the connection could not be set up');
@@ -686,7 +632,7 @@ export class Gateway {
     };
   }
 
-  private async refresh(session: Session, token: string): Promise<Record<string | symbol, unknown>> {
+  private async refresh(session: Session, token: string): Promise<Reply<'refresh'>> {
     let identity: Identity;
     try {
       identity = this.verifier.verify(token);
@@ -706,8 +652,7 @@ export class Gateway {
     if (left.length === 0) return { expiresAt: identity.expiresAt };
     return {
       expiresAt: identity.expiresAt,
-      [AFTER_REPLY]: () =>
-        this.send(session.client, JSON.stringify({ type: 'left', rooms: left, reason: 'token' }), 'left'),
+      [AFTER_REPLY]: () => this.send(session.client, leftEvent(left, 'token'), 'left'),
     };
   }
 
@@ -737,19 +682,15 @@ export class Gateway {
       if (kind === 'leave') {
         if (!client.rooms.has(room)) continue;
         this.leaveRoom(client, room);
-        this.send(client, JSON.stringify({ type: 'left', rooms: [room], reason: 'server' }), 'left');
+        this.send(client, leftEvent([room], 'server'), 'left');
         continue;
       }
       if (client.rooms.has(room)) continue;
       this.join(session, room, undefined, true).then(
-        (fields) => {
-          const { room: r, presence, offset, epoch } = fields as Record<string, unknown>;
-          this.send(
-            client,
-            JSON.stringify({ type: 'joined', room: r, by: 'server', presence, offset, epoch }),
-            'joined',
-          );
-          (fields[AFTER_REPLY] as (() => void) | undefined)?.();
+        (result) => {
+          const { room: r, presence, offset, epoch } = result;
+          this.send(client, joinedEvent({ room: r, by: 'server', presence, offset, epoch }), 'joined');
+          result[AFTER_REPLY]?.();
         },
         (err: Error) =>
           this.log.info({ conn: client.id, room, err: err.message }, 'server-side join not applied'),
@@ -758,41 +699,36 @@ export class Gateway {
   }
 
   /** Server API validation: the socket command's own parser and limits, so both answer the same errors. */
-  validate(command: Record<string, unknown>): Command {
+  validate(command: Record<string, unknown>): ParsedCommand {
     // The decoded value is checked as it is (depth before any JSON.stringify of it): no text round trip.
     return validateCommand({ ...command, id: 0 }, this.config.limits);
   }
 
   validUser(user: unknown, field = 'user'): string {
-    if (typeof user !== 'string' || user.length === 0 || user.length > MAX_USER_LENGTH || !isWellFormed(user))
+    if (!validUserId(user))
       throw new ProtocolError('bad_request', `${field} must be a user id of 1-${MAX_USER_LENGTH} characters`);
     return user;
   }
 
   /** Server API DM, as `from` (a user: its other connections get the sender's copy) or as "server". */
-  async apiDm(
-    to: string,
-    body: string,
-    key: string | undefined,
-    from: string,
-  ): Promise<Record<string, unknown>> {
+  async apiDm(to: string, body: string, key: string | undefined, from: string): Promise<DirectMessageReply> {
     const reply = await this.store({ kind: 'inbox', name: to }, 'dm', from, { to }, body, key);
     if (from !== 'server' && from !== to && !reply.duplicate) {
+      const { id, ts } = reply;
       await this.engine.append(
         { kind: 'inbox', name: from },
-        {
-          type: 'dm',
-          id: reply.id as string,
-          ts: reply.ts as number,
-          tail: eventTail({ id: reply.id as string, from, to, ts: reply.ts as number }, body),
-        },
+        { id, ts, frame: storedEventParts('dm', { id, from, to, ts }, body) },
       );
     }
     const delivered = await this.engine.connectionCount(to);
     return { ...reply, delivered, live: delivered > 0, stored: true };
   }
 
-  async apiHistory(room: string, limit: number, before?: number): Promise<Record<string, unknown>> {
+  async apiHistory(
+    room: string,
+    limit: number,
+    before?: number,
+  ): Promise<Omit<HistoryResult, 'messages'> & { messages: RawJson[] }> {
     const page = await this.engine.readBefore({ kind: 'room', name: room }, before, limit);
     return {
       room,
@@ -804,19 +740,14 @@ export class Gateway {
   }
 
   /** Server API publish (validated JSON body text): the same store-then-fan-out as a client publish. */
-  async apiPublish(
-    room: string,
-    body: string,
-    key: string | undefined,
-    from: string,
-  ): Promise<Record<string, unknown>> {
+  async apiPublish(room: string, body: string, key: string | undefined, from: string): Promise<PublishReply> {
     return this.store({ kind: 'room', name: room }, 'message', from, { room }, body, key);
   }
 
   /** Drain: tell every client to reconnect elsewhere and close it with 1001. */
   goAway(): void {
     for (const client of [...this.sessions.keys()]) {
-      this.send(client, JSON.stringify({ type: 'reconnect', reason: 'draining' }), 'reconnect');
+      this.send(client, reconnectEvent('draining'), 'reconnect');
       client.conn.close(CLOSE.goingAway, 'node draining');
     }
   }

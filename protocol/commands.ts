@@ -1,13 +1,47 @@
-// Parsing and validation of client frames into typed commands. Pure: no I/O, no state.
+// Client -> server commands: their wire types, and the parser the gateway validates every frame with. Pure: no
+// I/O, no state, no Node APIs.
 import { ProtocolError } from './errors';
+import {
+  DEFAULT_HISTORY_LIMIT,
+  DEFAULT_MAX_BODY_DEPTH,
+  exceedsBytes,
+  isRecord,
+  MAX_EPOCH_LENGTH,
+  MAX_HISTORY_LIMIT,
+  MAX_KEY_LENGTH,
+  MAX_TOKEN_LENGTH,
+  MAX_USER_LENGTH,
+  roomRuleText,
+  validKey,
+  validOffset,
+  validRoom,
+  type Limits,
+  type Since,
+} from './rules';
 import { isWellFormed } from './unicode';
 
-export interface Since {
-  offset: number;
-  epoch?: string;
-}
-
+/** A command as a client writes it, without the `id` the client assigns (`body` is any JSON value). */
 export type Command =
+  | { type: 'join'; room: string; since?: Since }
+  | { type: 'leave'; room: string }
+  | { type: 'publish'; room: string; body: unknown; key?: string }
+  | { type: 'dm'; to: string; body: unknown; key?: string }
+  | { type: 'presence'; room: string }
+  | { type: 'history'; room: string; limit?: number; before?: number }
+  | { type: 'inbox'; since?: Since }
+  | { type: 'refresh'; token: string }
+  | { type: 'ping' };
+
+export type CommandType = Command['type'];
+
+/** A command frame on the wire. */
+export type CommandFrame = Command & { id: number };
+
+/**
+ * A command as the gateway parsed it: validated, defaults applied, and `body` re-serialized as JSON text, the form
+ * it is stored and fanned out in.
+ */
+export type ParsedCommand =
   | { id: number; type: 'join'; room: string; since?: Since }
   | { id: number; type: 'leave'; room: string }
   | { id: number; type: 'publish'; room: string; body: string; key?: string }
@@ -17,21 +51,6 @@ export type Command =
   | { id: number; type: 'inbox'; since?: Since }
   | { id: number; type: 'refresh'; token: string }
   | { id: number; type: 'ping' };
-
-export type CommandType = Command['type'];
-
-export interface Limits {
-  maxMessageBytes: number;
-  maxRoomNameLength: number;
-  /** Nesting depth of `body`; the frame around it may be one level deeper. Unset = 32. */
-  maxBodyDepth?: number;
-}
-
-export const DEFAULT_MAX_BODY_DEPTH = 32;
-
-const ROOM_CHARS = /^[A-Za-z0-9_\-.:@]+$/;
-export const MAX_USER_LENGTH = 256;
-const MAX_KEY_LENGTH = 64;
 
 /** A frame that failed before its id was known is answered with `re: null`. */
 export class FrameError extends ProtocolError {
@@ -44,12 +63,13 @@ export class FrameError extends ProtocolError {
   }
 }
 
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-export function validRoom(room: unknown, maxLength: number): room is string {
-  return typeof room === 'string' && room.length > 0 && room.length <= maxLength && ROOM_CHARS.test(room);
+/** A body as stored: its JSON text, within `maxMessageBytes` of UTF-8. Throws ProtocolError. */
+export function bodyJson(body: unknown, maxMessageBytes: number): string {
+  if (body === undefined) throw new ProtocolError('bad_request', 'body is required');
+  const json = JSON.stringify(body);
+  if (exceedsBytes(json, maxMessageBytes))
+    throw new ProtocolError('too_large', `body exceeds ${maxMessageBytes} bytes`);
+  return json;
 }
 
 const POSITION = /^(\d{1,16})(?::([A-Za-z0-9_-]{1,64}))?$/;
@@ -134,7 +154,7 @@ function topLevelId(text: string): number | null {
  * Parses one text frame. Throws FrameError (with the command id when it could be read) on anything invalid.
  * `body` is returned re-serialized as JSON text, the form it is stored and fanned out in.
  */
-export function parseCommand(text: string, limits: Limits): Command {
+export function parseCommand(text: string, limits: Limits): ParsedCommand {
   // Checked before JSON.parse: a deep value would make every later JSON.stringify of it recurse past the stack.
   const maxDepth = limits.maxBodyDepth ?? DEFAULT_MAX_BODY_DEPTH;
   if (jsonDepth(text, maxDepth + 1) > maxDepth + 1)
@@ -150,19 +170,18 @@ export function parseCommand(text: string, limits: Limits): Command {
 
 /**
  * Validates one decoded frame: what JSON.parse gives for a text frame, or what decodeMsgpack gives for a
- * MessagePack one (protocol/encoding.ts), so both encodings pass the same rules.
+ * MessagePack one (services/gateway/src/protocol/encoding.ts), so both encodings pass the same rules.
  */
-export function validateCommand(raw: unknown, limits: Limits): Command {
+export function validateCommand(raw: unknown, limits: Limits): ParsedCommand {
   if (!isRecord(raw)) throw new FrameError(null, 'bad_request', 'frame must be a JSON object');
   const id = raw.id;
-  if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
-    throw new FrameError(null, 'bad_request', 'id must be a non-negative integer');
+  if (!validOffset(id)) throw new FrameError(null, 'bad_request', 'id must be a non-negative integer');
   const fail = (code: ProtocolError['code'], message: string): never => {
     throw new FrameError(id, code, message);
   };
   const room = (): string => {
     if (!validRoom(raw.room, limits.maxRoomNameLength))
-      fail('bad_request', `room must be 1-${limits.maxRoomNameLength} characters of A-Z a-z 0-9 _ - . : @`);
+      fail('bad_request', roomRuleText(limits.maxRoomNameLength));
     return raw.room as string;
   };
   const body = (): string => {
@@ -171,24 +190,24 @@ export function validateCommand(raw: unknown, limits: Limits): Command {
     const maxDepth = limits.maxBodyDepth ?? DEFAULT_MAX_BODY_DEPTH;
     if (valueDepth(raw.body, maxDepth) > maxDepth)
       fail('bad_request', `body is nested deeper than ${maxDepth} levels`);
-    const json = JSON.stringify(raw.body);
-    if (Buffer.byteLength(json) > limits.maxMessageBytes)
-      fail('too_large', `body exceeds ${limits.maxMessageBytes} bytes`);
-    return json;
+    try {
+      return bodyJson(raw.body, limits.maxMessageBytes);
+    } catch (err) {
+      return fail((err as ProtocolError).code, (err as ProtocolError).message);
+    }
   };
   const key = (): string | undefined => {
     if (raw.key === undefined) return undefined;
-    if (typeof raw.key !== 'string' || raw.key.length === 0 || raw.key.length > MAX_KEY_LENGTH)
-      fail('bad_request', `key must be a string of 1-${MAX_KEY_LENGTH} characters`);
+    if (!validKey(raw.key)) fail('bad_request', `key must be a string of 1-${MAX_KEY_LENGTH} characters`);
     return raw.key as string;
   };
   const since = (): Since | undefined => {
     const s = raw.since;
     if (s === undefined) return undefined;
-    if (!isRecord(s) || typeof s.offset !== 'number' || !Number.isSafeInteger(s.offset) || s.offset < 0)
+    if (!isRecord(s) || !validOffset(s.offset))
       fail('bad_request', 'since must be {offset: non-negative integer, epoch?: string}');
     const { offset, epoch } = s as { offset: number; epoch?: unknown };
-    if (epoch !== undefined && (typeof epoch !== 'string' || epoch.length > 64))
+    if (epoch !== undefined && (typeof epoch !== 'string' || epoch.length > MAX_EPOCH_LENGTH))
       fail('bad_request', 'since.epoch must be a string');
     return epoch === undefined ? { offset } : { offset, epoch: epoch as string };
   };
@@ -211,9 +230,9 @@ export function validateCommand(raw: unknown, limits: Limits): Command {
     case 'presence':
       return { id, type: 'presence', room: room() };
     case 'history': {
-      const limit = raw.limit ?? 50;
-      if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > 100)
-        fail('bad_request', 'limit must be an integer from 1 to 100');
+      const limit = raw.limit ?? DEFAULT_HISTORY_LIMIT;
+      if (typeof limit !== 'number' || !Number.isInteger(limit) || limit < 1 || limit > MAX_HISTORY_LIMIT)
+        fail('bad_request', `limit must be an integer from 1 to ${MAX_HISTORY_LIMIT}`);
       const before = raw.before;
       if (before !== undefined && (typeof before !== 'number' || !Number.isSafeInteger(before) || before < 1))
         fail('bad_request', 'before must be a positive integer offset');
@@ -228,7 +247,7 @@ export function validateCommand(raw: unknown, limits: Limits): Command {
     case 'inbox':
       return { id, type: 'inbox', since: since() };
     case 'refresh':
-      if (typeof raw.token !== 'string' || raw.token.length === 0 || raw.token.length > 8192)
+      if (typeof raw.token !== 'string' || raw.token.length === 0 || raw.token.length > MAX_TOKEN_LENGTH)
         fail('bad_request', 'token must be a non-empty string');
       return { id, type: 'refresh', token: raw.token as string };
     case 'ping':

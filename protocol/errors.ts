@@ -1,20 +1,30 @@
-// The catalogue of protocol error codes and close codes (docs/PROTOCOL.md lists the same).
+// The catalogue of protocol error codes and close codes, one definition for the gateway, the SDK and the page
+// (docs/PROTOCOL.md, "Error codes" and "Close codes", lists the same).
 
+/**
+ * Every error code a gateway sends in `{ok: false, error: {code}}`. `retryable`: sending the same command again
+ * may succeed. `violation`: the frame broke the protocol; MAX_VIOLATIONS of them within a minute close the
+ * connection with 1008. `status`: the HTTP status the server API answers the code with.
+ */
 export const ERROR_CODES = {
-  bad_request: { retryable: false, violation: true },
-  unauthorized: { retryable: false, violation: false },
-  forbidden: { retryable: false, violation: false },
-  not_member: { retryable: false, violation: false },
-  rate_limited: { retryable: true, violation: false },
-  too_large: { retryable: false, violation: true },
-  too_many_rooms: { retryable: false, violation: false },
-  unknown_type: { retryable: false, violation: true },
-  unavailable: { retryable: true, violation: false },
-  rejected: { retryable: false, violation: false },
-  internal: { retryable: true, violation: false },
+  bad_request: { retryable: false, violation: true, status: 400 },
+  unauthorized: { retryable: false, violation: false, status: 401 },
+  forbidden: { retryable: false, violation: false, status: 403 },
+  not_member: { retryable: false, violation: false, status: 409 },
+  rate_limited: { retryable: true, violation: false, status: 429 },
+  too_large: { retryable: false, violation: true, status: 413 },
+  too_many_rooms: { retryable: false, violation: false, status: 409 },
+  unknown_type: { retryable: false, violation: true, status: 400 },
+  unavailable: { retryable: true, violation: false, status: 503 },
+  rejected: { retryable: false, violation: false, status: 422 },
+  internal: { retryable: true, violation: false, status: 500 },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code);
+}
 
 /** A failure with a protocol error code; anything else thrown by a handler is answered as `internal`. */
 export class ProtocolError extends Error {
@@ -27,6 +37,7 @@ export class ProtocolError extends Error {
   }
 }
 
+/** WebSocket close codes: 4000-4999 are relaychat's; 1006 is never sent (it is reserved for "no close frame"). */
 export const CLOSE = {
   normal: 1000,
   goingAway: 1001,
@@ -39,6 +50,8 @@ export const CLOSE = {
   /** The send buffer passed MAX_BUFFERED_BYTES: the client does not read fast enough (or at all). */
   slowConsumer: 4008,
 } as const;
+
+export type CloseCode = (typeof CLOSE)[keyof typeof CLOSE];
 
 /** The metric labels of close codes (gateway_connections_closed_total). */
 export const CLOSE_BUCKETS = [

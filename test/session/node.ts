@@ -1,0 +1,182 @@
+// An in-process gateway node for tests of the session layer and the hub: the real Gateway, Hub and MemoryEngine,
+// wired as server.ts wires them, with fake Connections in place of sockets (no processes, no ports). Every frame a
+// connection receives is checked by the shared protocol validator, as the SDK checks it.
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../../services/gateway/src/config';
+import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
+import { Gateway } from '../../services/gateway/src/session/gateway';
+import { Hub } from '../../services/gateway/src/hub/hub';
+import { SendStatus, type Client, type Connection } from '../../services/gateway/src/hub/client';
+import { createMetrics, Stats } from '../../services/gateway/src/metrics';
+import { mintDevToken, TokenVerifier } from '../../services/gateway/src/auth/tokens';
+import { Packed, type OutFrame } from '../../services/gateway/src/protocol/encoding';
+import {
+  validateResult,
+  validateServerFrame,
+  type CommandType,
+  type ReplyFrame,
+  type ResultMap,
+  type ServerEvent,
+} from '../../protocol';
+import { until } from '../helpers/harness';
+
+const SECRET = 'in-process-test-secret-0123456789';
+let nodes = 0;
+
+/** A socket as the gateway sees it: records what it was sent; `status` and `buffered` play backpressure. */
+export class FakeConnection implements Connection {
+  readonly encoding = 'json' as const;
+  /** Every frame written, parsed (the shared validator has checked it). */
+  readonly frames: Record<string, unknown>[] = [];
+  readonly bytes: number[] = [];
+  closedWith?: { code: number; reason: string };
+  /** What the next send returns. */
+  status: SendStatus = SendStatus.SENT;
+  buffered = 0;
+  onClose?: (code: number) => void;
+
+  constructor(readonly id: string) {}
+
+  send(frame: OutFrame): SendStatus {
+    if (this.closedWith) return SendStatus.DROPPED;
+    if (this.status === SendStatus.DROPPED) return SendStatus.DROPPED;
+    if (frame instanceof Packed) throw new Error('a JSON connection was sent MessagePack bytes');
+    const text = typeof frame === 'string' ? frame : Buffer.from(frame).toString('utf8');
+    const parsed = JSON.parse(text) as unknown;
+    validateServerFrame(parsed); // throws on a malformed frame
+    this.frames.push(parsed as Record<string, unknown>);
+    this.bytes.push(Buffer.byteLength(text));
+    return this.status;
+  }
+
+  bufferedAmount(): number {
+    return this.buffered;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closedWith) return;
+    this.closedWith = { code, reason };
+    this.onClose?.(code);
+  }
+
+  events<T extends ServerEvent['type']>(type: T): Extract<ServerEvent, { type: T }>[] {
+    return this.frames.filter((f) => f.type === type && !('re' in f)) as unknown as Extract<
+      ServerEvent,
+      { type: T }
+    >[];
+  }
+}
+
+export interface TestConn {
+  conn: FakeConnection;
+  client: Client;
+  /** Sends one raw text frame. */
+  raw(text: string): void;
+  /** Sends a command and resolves with its reply frame. */
+  reply(command: Record<string, unknown>): Promise<ReplyFrame>;
+  /** Sends a command and resolves with its result, checked against the command's result type; throws on an error reply. */
+  ok<T extends CommandType>(command: { type: T } & Record<string, unknown>): Promise<ResultMap[T]>;
+}
+
+export interface TestNode {
+  config: Readonly<Config>;
+  engine: MemoryEngine;
+  hub: Hub;
+  gateway: Gateway;
+  token(user: string, rooms?: string[]): string;
+  /** Opens a connection for `user` and waits for its welcome. */
+  connect(user: string, opts?: { rooms?: string[] }): Promise<TestConn>;
+  stop(): Promise<void>;
+}
+
+export async function startNode(env: Record<string, string> = {}): Promise<TestNode> {
+  const config = loadConfig({ JWT_SECRET: SECRET, NODE_ID: `inproc-${++nodes}`, ...env }, () => SECRET);
+  const log = pino({ level: 'silent' });
+  const stats = new Stats();
+  const engine = new MemoryEngine({
+    historySize: config.history.size,
+    historyTtlS: config.history.ttlS,
+    inboxSize: config.history.inboxSize,
+    inboxTtlS: config.history.inboxTtlS,
+    dedupWindowS: config.history.dedupWindowS,
+  });
+  await engine.start();
+  // The hub's and the metrics' callbacks reach the gateway, built after them (as in server.ts).
+  const metrics = createMetrics(config.nodeId, stats, () => ({
+    connections: gateway.sessions.size,
+    rooms: hub.roomCount,
+    channels: hub.channelCount,
+    slow: hub.slowConsumers,
+    historyReadsRunning: hub.historyReads.running,
+    historyReadsWaiting: hub.historyReads.waiting,
+    ready: true,
+    draining: false,
+    sameNodeIdPeers: 0,
+  }));
+  const hub: Hub = new Hub(
+    engine,
+    {
+      slowConsumerBytes: config.limits.slowConsumerBytes,
+      catchUpPage: 100,
+      presenceBatchMs: config.presenceBatchMs,
+      maxBufferedBytes: config.limits.maxBufferedBytes,
+      historyReadConcurrency: config.limits.historyReadConcurrency,
+    },
+    stats,
+    {
+      backpressure: () => metrics.backpressure.inc(),
+      delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
+      disconnectUser: (user) => gateway.disconnectUser(user),
+      roomForUser: (user, kind, room) => gateway.roomForUser(user, kind, room),
+      overBuffered: (client) => gateway.overBuffered(client),
+      replayed: (client, bytes) => gateway.replayed(client, bytes),
+    },
+    log,
+  );
+  const verifier = new TokenVerifier(config.jwt, (identity) => engine.isRevoked(identity));
+  const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);
+  const gw = gateway;
+  let conns = 0;
+
+  const token = (user: string, rooms?: string[]) => mintDevToken(SECRET, user, rooms, 3600);
+
+  async function connect(user: string, opts: { rooms?: string[] } = {}): Promise<TestConn> {
+    const conn = new FakeConnection(`c${++conns}`);
+    const client = gw.open(conn, verifier.verify(token(user, opts.rooms)));
+    conn.onClose = (code) => gw.closed(client, code);
+    await until(`welcome of ${user}`, () => conn.frames.some((f) => f.type === 'welcome') || conn.closedWith);
+    let nextId = 1;
+    const reply = async (command: Record<string, unknown>): Promise<ReplyFrame> => {
+      const id = nextId++;
+      const text = JSON.stringify({ ...command, id });
+      gw.message(client, text, Buffer.byteLength(text));
+      const found = await until(`reply ${id}`, () => conn.frames.find((f) => f.re === id));
+      return found as unknown as ReplyFrame;
+    };
+    return {
+      conn,
+      client,
+      raw: (text) => gw.message(client, text, Buffer.byteLength(text)),
+      reply,
+      ok: async (command) => {
+        const r = await reply(command);
+        if (!r.ok) throw new Error(`${command.type}: ${r.error.code}: ${r.error.message}`);
+        const { re: _re, ok: _ok, ...fields } = r;
+        return validateResult(command.type, fields);
+      },
+    };
+  }
+
+  return {
+    config,
+    engine,
+    hub,
+    gateway: gw,
+    token,
+    connect,
+    stop: async () => {
+      for (const client of [...gw.sessions.keys()]) client.conn.close(1001, 'test over');
+      await engine.stop();
+    },
+  };
+}
