@@ -4,15 +4,8 @@
 // reads of rooms that do not exist, floods from sockets that never read); nothing acknowledged is lost.
 import fc from 'fast-check';
 import WebSocket from 'ws';
-import {
-  startGateway,
-  startRedis,
-  token,
-  TestClient,
-  type Frame,
-  type GatewayProc,
-} from '../helpers/harness';
-import { rssKb, startNodes } from './nodes';
+import { startGateway, token, TestClient, type Frame, type GatewayProc } from '../helpers/harness';
+import { rssKb, startBackend, startNodes, TOPOLOGIES } from './nodes';
 
 let gw: GatewayProc;
 beforeAll(async () => {
@@ -188,115 +181,117 @@ async function paced(c: TestClient, cmd: Record<string, unknown>): Promise<Frame
   }
 }
 
-test('structure-aware fuzz on two nodes: valid publishes among deep bodies, histories, missing rooms and never-reading floods lose nothing acknowledged', async () => {
-  const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
-  console.log(`structured fuzz seed ${seed}`);
-  const actions = fc.sample(action, { numRuns: 400, seed });
-  const redis = await startRedis();
-  // Production nodes with the default per-connection limits; only the per-user message rate is off so the
-  // publisher's acknowledged stream is long.
-  const { nodes } = await startNodes(2, {
-    REDIS_URL: redis.url,
-    NODE_ENV: 'production',
-    USER_MSG_RATE: '0',
-    CONN_RATE_PER_IP: '0',
-    MAX_VIOLATIONS: '1000000',
-  });
-  const floods: WebSocket[] = [];
-  try {
-    const room = 'fuzz-structured';
-    const subscriber = await TestClient.connect(nodes[1]!.wsUrl, token('fz-subscriber'));
-    await subscriber.ok({ type: 'join', room });
-    const publisher = await TestClient.connect(nodes[0]!.wsUrl, token('fz-publisher'));
-    await publisher.ok({ type: 'join', room });
-    const hostile = await Promise.all(nodes.map((n) => TestClient.connect(n.wsUrl, token('fz-hostile'))));
-    for (const h of hostile) await h.ok({ type: 'join', room });
-    const baselines = nodes.map((n) => rssKb(n.pid));
-    const peaks = [...baselines];
+describe.each(TOPOLOGIES)('on %s Redis', (topology) => {
+  test('structure-aware fuzz on two nodes: valid publishes among deep bodies, histories, missing rooms and never-reading floods lose nothing acknowledged', async () => {
+    const seed = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : Date.now() % 2 ** 31;
+    console.log(`structured fuzz seed ${seed}`);
+    const actions = fc.sample(action, { numRuns: 400, seed });
+    const backend = await startBackend(topology);
+    // Production nodes with the default per-connection limits; only the per-user message rate is off so the
+    // publisher's acknowledged stream is long.
+    const { nodes } = await startNodes(2, {
+      ...backend.env,
+      NODE_ENV: 'production',
+      USER_MSG_RATE: '0',
+      CONN_RATE_PER_IP: '0',
+      MAX_VIOLATIONS: '1000000',
+    });
+    const floods: WebSocket[] = [];
+    try {
+      const room = 'fuzz-structured';
+      const subscriber = await TestClient.connect(nodes[1]!.wsUrl, token('fz-subscriber'));
+      await subscriber.ok({ type: 'join', room });
+      const publisher = await TestClient.connect(nodes[0]!.wsUrl, token('fz-publisher'));
+      await publisher.ok({ type: 'join', room });
+      const hostile = await Promise.all(nodes.map((n) => TestClient.connect(n.wsUrl, token('fz-hostile'))));
+      for (const h of hostile) await h.ok({ type: 'join', room });
+      const baselines = nodes.map((n) => rssKb(n.pid));
+      const peaks = [...baselines];
 
-    const acked: { id: string; offset: number }[] = [];
-    const tally: Record<string, number> = {};
-    for (const [i, a] of actions.entries()) {
-      tally[a.kind] = (tally[a.kind] ?? 0) + 1;
-      switch (a.kind) {
-        case 'publish': {
-          const r = await paced(publisher, { type: 'publish', room, body: a.body, key: `k${i}` });
-          expect(r.ok).toBe(true);
-          acked.push({ id: r.id as string, offset: r.offset as number });
-          break;
+      const acked: { id: string; offset: number }[] = [];
+      const tally: Record<string, number> = {};
+      for (const [i, a] of actions.entries()) {
+        tally[a.kind] = (tally[a.kind] ?? 0) + 1;
+        switch (a.kind) {
+          case 'publish': {
+            const r = await paced(publisher, { type: 'publish', room, body: a.body, key: `k${i}` });
+            expect(r.ok).toBe(true);
+            acked.push({ id: r.id as string, offset: r.offset as number });
+            break;
+          }
+          case 'deep': {
+            const h = hostile[a.node]!;
+            const reply = h.next((f) => f.re === 1_000_000 + i);
+            h.sendRaw(
+              `{"id":${1_000_000 + i},"type":"publish","room":"${room}","body":${'['.repeat(a.depth)}${']'.repeat(a.depth)}}`,
+            );
+            expect(await reply).toMatchObject({ ok: false, error: { code: 'bad_request' } });
+            const history = await paced(h, { type: 'history', room, limit: 100 });
+            expect(history.ok).toBe(true);
+            break;
+          }
+          case 'history': {
+            const r = await paced(hostile[a.node]!, {
+              type: 'history',
+              room,
+              limit: a.limit,
+              before: a.before,
+            });
+            expect(r.ok).toBe(true);
+            break;
+          }
+          case 'read-missing': {
+            const r = await paced(hostile[a.node]!, { type: 'history', room: a.room });
+            expect(r).toMatchObject({ ok: true, epoch: '', offset: 0, messages: [] });
+            break;
+          }
+          case 'flood': {
+            const ws = new WebSocket(`${nodes[a.node]!.wsUrl}?token=${token(`fz-flood-${i}`)}`);
+            ws.on('error', () => undefined);
+            await new Promise((resolve) => ws.once('message', resolve));
+            (ws as unknown as { _socket: { pause(): void } })._socket.pause();
+            for (let k = 0; k < a.commands; k++)
+              ws.send(JSON.stringify({ id: k, type: 'history', room, limit: 100 }));
+            floods.push(ws);
+            break;
+          }
+          case 'garbage':
+            hostile[a.node]!.sendRaw(a.frame);
+            break;
         }
-        case 'deep': {
-          const h = hostile[a.node]!;
-          const reply = h.next((f) => f.re === 1_000_000 + i);
-          h.sendRaw(
-            `{"id":${1_000_000 + i},"type":"publish","room":"${room}","body":${'['.repeat(a.depth)}${']'.repeat(a.depth)}}`,
-          );
-          expect(await reply).toMatchObject({ ok: false, error: { code: 'bad_request' } });
-          const history = await paced(h, { type: 'history', room, limit: 100 });
-          expect(history.ok).toBe(true);
-          break;
-        }
-        case 'history': {
-          const r = await paced(hostile[a.node]!, {
-            type: 'history',
-            room,
-            limit: a.limit,
-            before: a.before,
-          });
-          expect(r.ok).toBe(true);
-          break;
-        }
-        case 'read-missing': {
-          const r = await paced(hostile[a.node]!, { type: 'history', room: a.room });
-          expect(r).toMatchObject({ ok: true, epoch: '', offset: 0, messages: [] });
-          break;
-        }
-        case 'flood': {
-          const ws = new WebSocket(`${nodes[a.node]!.wsUrl}?token=${token(`fz-flood-${i}`)}`);
-          ws.on('error', () => undefined);
-          await new Promise((resolve) => ws.once('message', resolve));
-          (ws as unknown as { _socket: { pause(): void } })._socket.pause();
-          for (let k = 0; k < a.commands; k++)
-            ws.send(JSON.stringify({ id: k, type: 'history', room, limit: 100 }));
-          floods.push(ws);
-          break;
-        }
-        case 'garbage':
-          hostile[a.node]!.sendRaw(a.frame);
-          break;
+        if (i % 25 === 0)
+          for (const [n, node] of nodes.entries()) peaks[n] = Math.max(peaks[n]!, rssKb(node.pid));
       }
-      if (i % 25 === 0)
-        for (const [n, node] of nodes.entries()) peaks[n] = Math.max(peaks[n]!, rssKb(node.pid));
+      // Both nodes serve a fresh client within a second.
+      for (const node of nodes) {
+        const start = performance.now();
+        const probe = await TestClient.connect(node.wsUrl, token('fz-probe'));
+        expect((await probe.request({ type: 'ping' }, 1000)).ok).toBe(true);
+        expect(performance.now() - start).toBeLessThan(1000);
+        await probe.close();
+      }
+      // Every acknowledged publish reached the subscriber on the other node once, in offset order.
+      const last = acked[acked.length - 1];
+      if (last) await subscriber.waitFor((f) => f.type === 'message' && f.offset === last.offset, 20_000);
+      const received = subscriber.events('message', room);
+      const offsets = received.map((f) => f.offset as number);
+      expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
+      expect(new Set(offsets).size).toBe(offsets.length);
+      const ids = new Set(received.map((f) => f.id));
+      const lost = acked.filter((m) => !ids.has(m.id));
+      expect(subscriber.events('gap')).toEqual([]);
+      console.log(
+        `structured fuzz: ${JSON.stringify({ seed, actions: tally, acked: acked.length, received: received.length, lost: lost.length, rssKb: { baselines, peaks } })}`,
+      );
+      expect(lost).toEqual([]);
+      // Nothing but acknowledged publishes was stored.
+      expect(received.length).toBe(acked.length);
+      for (const [n] of nodes.entries()) expect(peaks[n]! - baselines[n]!).toBeLessThan(200 * 1024);
+      await Promise.all([subscriber.close(), publisher.close(), ...hostile.map((h) => h.close())]);
+    } finally {
+      for (const ws of floods) ws.terminate();
+      await Promise.all(nodes.map((n) => n.kill()));
+      await backend.stop();
     }
-    // Both nodes serve a fresh client within a second.
-    for (const node of nodes) {
-      const start = performance.now();
-      const probe = await TestClient.connect(node.wsUrl, token('fz-probe'));
-      expect((await probe.request({ type: 'ping' }, 1000)).ok).toBe(true);
-      expect(performance.now() - start).toBeLessThan(1000);
-      await probe.close();
-    }
-    // Every acknowledged publish reached the subscriber on the other node once, in offset order.
-    const last = acked[acked.length - 1];
-    if (last) await subscriber.waitFor((f) => f.type === 'message' && f.offset === last.offset, 20_000);
-    const received = subscriber.events('message', room);
-    const offsets = received.map((f) => f.offset as number);
-    expect(offsets).toEqual([...offsets].sort((x, y) => x - y));
-    expect(new Set(offsets).size).toBe(offsets.length);
-    const ids = new Set(received.map((f) => f.id));
-    const lost = acked.filter((m) => !ids.has(m.id));
-    expect(subscriber.events('gap')).toEqual([]);
-    console.log(
-      `structured fuzz: ${JSON.stringify({ seed, actions: tally, acked: acked.length, received: received.length, lost: lost.length, rssKb: { baselines, peaks } })}`,
-    );
-    expect(lost).toEqual([]);
-    // Nothing but acknowledged publishes was stored.
-    expect(received.length).toBe(acked.length);
-    for (const [n] of nodes.entries()) expect(peaks[n]! - baselines[n]!).toBeLessThan(200 * 1024);
-    await Promise.all([subscriber.close(), publisher.close(), ...hostile.map((h) => h.close())]);
-  } finally {
-    for (const ws of floods) ws.terminate();
-    await Promise.all(nodes.map((n) => n.kill()));
-    await redis.stop();
-  }
-}, 120_000);
+  }, 120_000);
+});
