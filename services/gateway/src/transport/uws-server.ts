@@ -77,6 +77,14 @@ interface SocketData {
   id: string;
   accepted: Accepted;
   encoding: Encoding;
+  /**
+   * Upgraded from inside res.cork() after an asynchronous decision: the application is told of the socket on the
+   * next turn, once that cork has returned, and frames that arrive meanwhile wait in `pending`. Writing to a socket
+   * while the cork that upgraded it is still running can make uWS close it at once, 1006 with no frame
+   * (uNetworking/uWebSockets#1928, fixed upstream by #1929; not in the uWebSockets.js build we use).
+   */
+  deferOpen: boolean;
+  pending?: { bytes: Uint8Array; isBinary: boolean }[];
   conn?: UwsConnection;
   client?: Client;
 }
@@ -144,14 +152,24 @@ export class UwsTransport {
       upgrade: (res, req, context) => this.upgrade(res, req, context),
       open: (ws) => {
         const data = ws.getUserData();
-        data.conn = new UwsConnection(data.id, data.encoding, ws);
-        data.client = handlers.open(data.conn, data.accepted);
+        const conn = (data.conn = new UwsConnection(data.id, data.encoding, ws));
+        if (!data.deferOpen) {
+          data.client = handlers.open(conn, data.accepted);
+          return;
+        }
+        data.pending = [];
+        setImmediate(() => {
+          const pending = data.pending ?? [];
+          data.pending = undefined;
+          if (!conn.open) return; // closed meanwhile: the application never saw it
+          const client = (data.client = handlers.open(conn, data.accepted));
+          for (const m of pending) this.deliver(client, m.bytes, m.isBinary);
+        });
       },
       message: (ws, message, isBinary) => {
-        const { client } = ws.getUserData();
-        if (!client) return;
-        if (isBinary) handlers.binary(client, new Uint8Array(message), message.byteLength);
-        else handlers.message(client, Buffer.from(message).toString('utf8'), message.byteLength);
+        const data = ws.getUserData();
+        if (data.client) this.deliver(data.client, new Uint8Array(message), isBinary);
+        else data.pending?.push({ bytes: new Uint8Array(message.slice(0)), isBinary });
       },
       drain: (ws) => {
         const { client } = ws.getUserData();
@@ -164,6 +182,12 @@ export class UwsTransport {
       },
     });
     this.app.any('/*', (res, req) => this.http(res, req));
+  }
+
+  /** A frame to the application; `bytes` is only valid during the call unless copied. */
+  private deliver(client: Client, bytes: Uint8Array, isBinary: boolean): void {
+    if (isBinary) this.handlers.binary(client, bytes, bytes.byteLength);
+    else this.handlers.message(client, Buffer.from(bytes).toString('utf8'), bytes.byteLength);
   }
 
   private upgrade(res: uWS.HttpResponse, req: uWS.HttpRequest, context: uWS.us_socket_context_t): void {
@@ -208,7 +232,7 @@ export class UwsTransport {
     if (decided instanceof Promise)
       decided.then(
         (decision) =>
-          this.finishUpgrade(res, context, decision, key, encoding, echo, extensions, () => aborted),
+          this.finishUpgrade(res, context, decision, key, encoding, echo, extensions, () => aborted, true),
         () =>
           this.finishUpgrade(
             res,
@@ -219,6 +243,7 @@ export class UwsTransport {
             echo,
             extensions,
             () => aborted,
+            true,
           ),
       );
     else this.finishUpgrade(res, context, decided, key, encoding, echo, extensions, () => aborted);
@@ -233,6 +258,8 @@ export class UwsTransport {
     echo: string,
     extensions: string,
     aborted: () => boolean,
+    /** Decided after the upgrade handler returned (the connect hook): see SocketData.deferOpen. */
+    deferred = false,
   ): void {
     if (aborted()) return;
     res.cork(() => {
@@ -242,7 +269,7 @@ export class UwsTransport {
         res.end(decision.body);
         return;
       }
-      const data: SocketData = { id: connectionId(), accepted: decision, encoding };
+      const data: SocketData = { id: connectionId(), accepted: decision, encoding, deferOpen: deferred };
       // Only the chosen encoding is echoed (uWS echoes the first entry of what it is given); never a token.
       res.upgrade(data, key, echo, extensions, context);
     });
