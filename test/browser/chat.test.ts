@@ -293,20 +293,35 @@ test(
 test(
   'scroll-back: a room with more history than one page loads older messages on demand, in order',
   async () => {
-    const feeder = new ChatClient({ url: a.wsUrl, token: token('feeder'), WebSocket });
-    try {
-      await feeder.join('long-room');
-      for (let i = 1; i <= 70; i++) await feeder.publish('long-room', `history ${i}`);
-    } finally {
-      feeder.close();
+    // Three pages of history, 40 messages per feeder connection (under its command burst).
+    for (let from = 1; from <= 120; from += 40) {
+      const feeder = new ChatClient({ url: a.wsUrl, token: token('feeder'), WebSocket });
+      try {
+        await feeder.join('long-room');
+        for (let i = from; i < from + 40; i++) await feeder.publish('long-room', `history ${i}`);
+      } finally {
+        feeder.close();
+      }
     }
+    const range = (from: number, to: number) =>
+      Array.from({ length: to - from + 1 }, (_, i) => `history ${i + from}`);
     await alice.fill('#join-room', 'long-room');
     await alice.press('#join-room', 'Enter');
-    await waitShown(alice, 'history 70');
-    expect(await shown(alice)).toEqual(Array.from({ length: 50 }, (_, i) => `history ${i + 21}`));
-    await alice.click('#older');
+    await waitShown(alice, 'history 120');
+    expect(await shown(alice)).toEqual(range(71, 120));
+    // Two ways to ask for the page before: the "Load older messages" button, and scrolling the list to its top.
+    // The button sits at the top of the list, so a pointer click first scrolls the list there, which already
+    // loads the page; the button is therefore clicked without scrolling (the list stays at the bottom), and the
+    // scroll path is taken on its own after it.
+    await alice.waitForSelector('#older', { state: 'visible' });
+    await alice.$eval('#older', (b) => (b as HTMLButtonElement).click());
+    await waitShown(alice, 'history 21');
+    expect(await shown(alice)).toEqual(range(21, 120));
+    await alice.$eval('#messages', (box) => {
+      box.scrollTop = 0;
+    });
     await waitShown(alice, 'history 1');
-    expect(await shown(alice)).toEqual(Array.from({ length: 70 }, (_, i) => `history ${i + 1}`));
+    expect(await shown(alice)).toEqual(range(1, 120));
     await alice.waitForSelector('#older', { state: 'hidden' });
   },
   TIMEOUT,

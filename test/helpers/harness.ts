@@ -317,7 +317,13 @@ export class TestClient {
       ws.once('error', reject);
       ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
     });
-    client.welcome = await client.waitFor((f) => f.type === 'welcome');
+    // A socket the node drops before its welcome fails here, naming its close code, rather than as a timeout.
+    client.welcome = await Promise.race([
+      client.waitFor((f) => f.type === 'welcome'),
+      client.closed.then((code) => {
+        throw new Error(`connection closed (${code}) before its welcome`);
+      }),
+    ]);
     return client;
   }
 

@@ -275,6 +275,12 @@ describe('k6 scripts run against a real gateway through the k6 shim', () => {
       USER_PREFIX: `k6-${process.pid}-`,
       ROOM_PREFIX: `k6-${process.pid}-r`,
       MIN_SESSION_S: '1',
+      // These tests prove delivery (counts, order, duplicates, lost connections, checks), not speed: a latency
+      // figure depends on the machine's load. The latency thresholds stay in the scripts and are evaluated, with
+      // a bound no sample can reach (longer than any session here); the scripts' defaults (250 ms, 1000 ms) are
+      // for real k6 runs (loadtest/README.md).
+      P99_MS: '600000',
+      CONNECT_P99_MS: '600000',
     };
   });
   afterAll(async () => {

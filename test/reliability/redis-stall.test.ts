@@ -15,9 +15,17 @@ import {
 import { faultEnv, startNodes } from './nodes';
 import { Publisher, score, stream, Subscriber } from './tracker';
 
-const TIMEOUT_MS = 500;
-/** Event-loop and scheduling slack on a shared machine, on top of the timeout. */
-const SLACK_MS = 400;
+const TIMEOUT_MS = 1000;
+/**
+ * Scheduling slack on a shared machine, on top of one timeout. Each command here waits on one Redis command when
+ * Redis stops (join: its SUBSCRIBE; publish and dm: the append script, or the USER_MSG_RATE script before it when
+ * that limit is on, whose failure ends the command; presence: one read; a new connection: its inbox SUBSCRIBE),
+ * so one timeout is the bound. The slack stays under a second timeout: a reply that waited on two Redis commands
+ * in a row (2 × TIMEOUT_MS) still fails it, however loaded the machine.
+ */
+const SLACK_MS = 900;
+/** /readyz answers 200 again at the next probe after SIGCONT (probed every 250 ms): 1 s and scheduling slack. */
+const READY_MS = 1400;
 
 let redis: RedisProc;
 let nodes: GatewayProc[] = [];
@@ -89,7 +97,8 @@ test('Redis SIGSTOPped: every reply within REDIS_COMMAND_TIMEOUT_MS, /readyz 503
       false,
       'unavailable',
     ]);
-    expect(r.ms).toBeLessThanOrEqual(TIMEOUT_MS + SLACK_MS);
+    // Named, so that a failure says which command took how long.
+    expect([name, r.ms <= TIMEOUT_MS + SLACK_MS ? 'in time' : r.ms]).toEqual([name, 'in time']);
   }
   expect(['http 503', 'close 1011']).toContain(connect.outcome);
   expect(connect.ms).toBeLessThanOrEqual(TIMEOUT_MS + SLACK_MS);
@@ -97,7 +106,8 @@ test('Redis SIGSTOPped: every reply within REDIS_COMMAND_TIMEOUT_MS, /readyz 503
   const notReadyAt = await until('/readyz to answer 503', async () =>
     (await readyz(node)) === 503 ? Date.now() : 0,
   );
-  expect(notReadyAt - pausedAt).toBeLessThanOrEqual(1000 + SLACK_MS);
+  // 503 once the probe PING waited REDIS_PROBE_TIMEOUT_MS, or once commands time out: within one command timeout.
+  expect(notReadyAt - pausedAt).toBeLessThanOrEqual(TIMEOUT_MS + SLACK_MS);
   expect((await upgradeStatus(node.wsUrl, `?token=${token('late')}`)).status).toBe(503);
   // The node itself still answers (liveness is not readiness).
   expect((await fetch(`${node.url}/healthz`)).status).toBe(200);
@@ -108,7 +118,7 @@ test('Redis SIGSTOPped: every reply within REDIS_COMMAND_TIMEOUT_MS, /readyz 503
   const readyAt = await until('/readyz to answer 200 again', async () =>
     (await readyz(node)) === 200 ? Date.now() : 0,
   );
-  expect(readyAt - resumedAt).toBeLessThanOrEqual(1000 + SLACK_MS);
+  expect(readyAt - resumedAt).toBeLessThanOrEqual(READY_MS);
 
   // Serving again: the join that failed works now, and the stream finishes with nothing acknowledged lost.
   await actor.ok({ type: 'join', room: 'fresh-room' });
