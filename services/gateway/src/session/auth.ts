@@ -3,7 +3,7 @@ import { ExpiryQueue } from '../auth/expiry-queue';
 import { AuthError, roomAllowed, type Identity, type TokenVerifier } from '../auth/tokens';
 import type { Logger } from '../logger';
 import { CLOSE, leftEvent, ProtocolError } from '../../../../protocol';
-import { AFTER_REPLY, type Reply, type Session, type SessionContext } from './context';
+import type { Handled, Session, SessionContext } from './context';
 import { leaveRoom } from './rooms';
 
 /** Token expiries of every session, behind one timer: an expired session is closed with 4001. */
@@ -20,7 +20,11 @@ export interface AuthContext extends SessionContext {
   readonly expiries: ExpiryQueue<Session>;
 }
 
-export async function refresh(ctx: AuthContext, session: Session, token: string): Promise<Reply<'refresh'>> {
+export async function refresh(
+  ctx: AuthContext,
+  session: Session,
+  token: string,
+): Promise<Handled<'refresh'>> {
   let identity: Identity;
   try {
     identity = ctx.verifier.verify(token);
@@ -37,9 +41,9 @@ export async function refresh(ctx: AuthContext, session: Session, token: string)
   // The new token's `rooms` claim applies now: rooms it no longer allows are left (a normal leave).
   const left = [...session.client.rooms.keys()].filter((room) => !roomAllowed(identity, room));
   for (const room of left) leaveRoom(ctx, session.client, room);
-  if (left.length === 0) return { expiresAt: identity.expiresAt };
+  if (left.length === 0) return { reply: { expiresAt: identity.expiresAt } };
   return {
-    expiresAt: identity.expiresAt,
-    [AFTER_REPLY]: () => ctx.send(session.client, leftEvent(left, 'token'), 'left'),
+    reply: { expiresAt: identity.expiresAt },
+    after: () => ctx.send(session.client, leftEvent(left, 'token'), 'left'),
   };
 }

@@ -37,14 +37,18 @@ export interface SessionContext {
   readonly onRoomMessage?: (room: string, message: Record<string, unknown>) => void;
 }
 
-/** A reply may carry work that must run right after the reply is written (JSON.stringify skips symbols). */
-export const AFTER_REPLY = Symbol('afterReply');
-/** A reply may carry stored frames, spliced into it as stored: `{name, frames}`. */
-export const FRAMES = Symbol('frames');
+/** A command's result fields as a handler builds them: a history result carries its messages apart, as frames. */
+export type ReplyFields<T extends CommandType> = T extends 'history'
+  ? Omit<ResultMap[T], 'messages'>
+  : ResultMap[T];
+
 /**
- * What a handler returns: the command's result (docs/PROTOCOL.md), optionally with work to run right after the
- * reply is written; a history result carries its messages as stored frames, spliced into the reply unparsed.
+ * What a command handler returns: the reply's fields (docs/PROTOCOL.md); optionally stored frames spliced into
+ * the reply unparsed as the array field `name` (history's `messages`); and optionally work to run right after the
+ * reply is written (a join's replay, an inbox rewind, a refresh's `left` event).
  */
-export type Reply<T extends CommandType> = (T extends 'history'
-  ? Omit<ResultMap[T], 'messages'> & { [FRAMES]: { name: 'messages'; frames: string[] } }
-  : ResultMap[T]) & { [AFTER_REPLY]?: () => void };
+export interface Handled<T extends CommandType> {
+  reply: ReplyFields<T>;
+  frames?: { name: string; frames: string[] };
+  after?: () => void;
+}

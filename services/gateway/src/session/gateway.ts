@@ -40,7 +40,7 @@ import {
 import { DecodeError, decodeMsgpack } from '../protocol/encoding';
 import type { Hooks } from '../hooks/hooks';
 import { ByteBudget, TokenBucket, Violations } from './limits';
-import { AFTER_REPLY, FRAMES, type Reply, type Session } from './context';
+import type { Handled, Session } from './context';
 import { refresh, sessionExpiries, type AuthContext } from './auth';
 import { inbox, openInbox } from './inbox';
 import { dm, publish, store } from './messages';
@@ -198,14 +198,14 @@ export class Gateway {
     session.inflight++;
     this.dispatch(session, command)
       .then(
-        (fields) => {
+        (result) => {
           session.inflight--;
           let frame: string;
           try {
-            const spliced = FRAMES in fields ? fields[FRAMES] : undefined;
-            frame = spliced
-              ? okReplyWithFrames(command.id, fields, spliced.name, spliced.frames)
-              : okReply(command.id, fields as ResultMap[CommandType]);
+            const { reply, frames } = result;
+            frame = frames
+              ? okReplyWithFrames(command.id, reply, frames.name, frames.frames)
+              : okReply(command.id, reply as ResultMap[CommandType]);
           } catch (err) {
             this.log.error({ err, conn: client.id, type: command.type }, 'reply could not be built');
             this.fail(session, command.id, 'internal', 'internal error');
@@ -213,7 +213,7 @@ export class Gateway {
           }
           if (reserved > 0) session.replyBudget.spend(frame.length - reserved);
           this.send(client, frame, 'reply');
-          fields[AFTER_REPLY]?.();
+          result.after?.();
         },
         (err: unknown) => {
           session.inflight--;
@@ -327,7 +327,7 @@ export class Gateway {
     client.conn.close(CLOSE.slowConsumer, 'not reading: send buffer over the limit');
   }
 
-  private async dispatch(session: Session, c: ParsedCommand): Promise<Reply<CommandType>> {
+  private async dispatch(session: Session, c: ParsedCommand): Promise<Handled<CommandType>> {
     const ctx = this.ctx;
     switch (c.type) {
       case 'join':
@@ -347,7 +347,7 @@ export class Gateway {
       case 'refresh':
         return refresh(ctx, session, c.token);
       case 'ping':
-        return Promise.resolve({ pong: true, ts: Date.now() });
+        return Promise.resolve({ reply: { pong: true, ts: Date.now() } });
     }
   }
 
@@ -383,9 +383,9 @@ export class Gateway {
       if (client.rooms.has(room)) continue;
       join(this.ctx, session, room, undefined, true).then(
         (result) => {
-          const { room: r, presence, offset, epoch } = result;
+          const { room: r, presence, offset, epoch } = result.reply;
           this.send(client, joinedEvent({ room: r, by: 'server', presence, offset, epoch }), 'joined');
-          result[AFTER_REPLY]?.();
+          result.after?.();
         },
         (err: Error) =>
           this.log.info({ conn: client.id, room, err: err.message }, 'server-side join not applied'),

@@ -4,7 +4,7 @@ import { UnavailableError } from '../engine/engine';
 import type { Client, Sub } from '../hub/client';
 import type { Identity } from '../auth/tokens';
 import { CLOSE, welcomeFrame, type Since } from '../../../../protocol';
-import { AFTER_REPLY, type Reply, type Session, type SessionContext } from './context';
+import type { Handled, Session, SessionContext } from './context';
 
 /**
  * Subscribes the user's inbox (paused), registers the connection and writes the welcome; only then starts the
@@ -75,20 +75,18 @@ export async function openInbox(
  * been sent of the DMs after since.offset, then continues live. DMs the connection already received live since
  * its welcome are not sent again, so each DM arrives once.
  */
-export async function inbox(ctx: SessionContext, session: Session, since?: Since): Promise<Reply<'inbox'>> {
+export async function inbox(ctx: SessionContext, session: Session, since?: Since): Promise<Handled<'inbox'>> {
   const { client } = session;
   const sub = await client.inboxReady;
   if (!sub) throw new UnavailableError('the connection could not be set up');
   const ref: StreamRef = { kind: 'inbox', name: client.user };
   const head = await ctx.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1);
-  if (!since) return { offset: head.top, epoch: head.epoch };
+  if (!since) return { reply: { offset: head.top, epoch: head.epoch } };
   const from = resume(since, head);
   ctx.metrics.recoveries.inc({ result: from.recovered ? 'recovered' : 'gap' });
   return {
-    offset: head.top,
-    epoch: head.epoch,
-    recovered: from.recovered,
-    [AFTER_REPLY]: () => ctx.hub.rewind(client, sub, from.epoch, from.offset),
+    reply: { offset: head.top, epoch: head.epoch, recovered: from.recovered },
+    after: () => ctx.hub.rewind(client, sub, from.epoch, from.offset),
   };
 }
 

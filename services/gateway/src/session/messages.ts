@@ -1,7 +1,7 @@
 // Messages: publish to a room and direct messages, both through one store-then-fan-out.
 import type { StreamRef } from '../engine/engine';
 import { ProtocolError, storedEventParts, type PublishReply } from '../../../../protocol';
-import type { Reply, Session, SessionContext } from './context';
+import type { Handled, Session, SessionContext } from './context';
 import { newMessageId } from './ids';
 
 /** The per-user message rate across nodes (USER_MSG_RATE); throws rate_limited when it is spent. */
@@ -20,7 +20,7 @@ export async function publish(
   room: string,
   body: string,
   key?: string,
-): Promise<Reply<'publish'>> {
+): Promise<Handled<'publish'>> {
   const { client } = session;
   if (!client.rooms.has(room)) throw new ProtocolError('not_member', `join ${room} before publishing`);
   await userRate(ctx, client.user);
@@ -31,7 +31,9 @@ export async function publish(
       throw new ProtocolError('unavailable', 'the publish hook is unavailable, retry');
     if (decision.body !== undefined) body = decision.body;
   }
-  return store(ctx, { kind: 'room', name: room }, 'message', client.user, { room }, body, key);
+  return {
+    reply: await store(ctx, { kind: 'room', name: room }, 'message', client.user, { room }, body, key),
+  };
 }
 
 /** Stores and fans out one message (room message or DM copy); shared by `publish`, `dm` and the server API. */
@@ -83,7 +85,7 @@ export async function dm(
   to: string,
   body: string,
   key?: string,
-): Promise<Reply<'dm'>> {
+): Promise<Handled<'dm'>> {
   const { client } = session;
   await userRate(ctx, client.user);
   const reply = await store(ctx, { kind: 'inbox', name: to }, 'dm', client.user, { to }, body, key);
@@ -103,5 +105,5 @@ export async function dm(
     );
   }
   const delivered = await ctx.engine.connectionCount(to);
-  return { ...reply, delivered, live: delivered > 0, stored: true };
+  return { reply: { ...reply, delivered, live: delivered > 0, stored: true } };
 }

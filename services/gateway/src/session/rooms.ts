@@ -3,7 +3,7 @@ import type { StreamRef } from '../engine/engine';
 import type { Client } from '../hub/client';
 import { roomAllowed } from '../auth/tokens';
 import { ProtocolError, type Since } from '../../../../protocol';
-import { AFTER_REPLY, FRAMES, type Reply, type Session, type SessionContext } from './context';
+import type { Handled, Session, SessionContext } from './context';
 import { resume } from './inbox';
 
 /** Refuses a room the session's token does not allow. */
@@ -30,7 +30,7 @@ export async function join(
   room: string,
   since?: Since,
   byServer = false,
-): Promise<Reply<'join'>> {
+): Promise<Handled<'join'>> {
   const { client } = session;
   if (!byServer) checkRoom(session, room);
   if (!byServer && ctx.hooks.join && !client.rooms.has(room)) {
@@ -43,10 +43,12 @@ export async function join(
   const existing = client.rooms.get(room);
   if (existing) {
     return {
-      room,
-      ...presenceFields(ctx, await ctx.engine.presence(room)),
-      offset: existing.offset,
-      epoch: existing.epoch,
+      reply: {
+        room,
+        ...presenceFields(ctx, await ctx.engine.presence(room)),
+        offset: existing.offset,
+        epoch: existing.epoch,
+      },
     };
   }
   if (client.rooms.size >= ctx.config.limits.maxRoomsPerConnection)
@@ -66,22 +68,18 @@ export async function join(
     ]);
     if (client.closed || client.rooms.get(room) !== sub)
       throw new ProtocolError('not_member', 'left while joining');
-    const reply: Reply<'join'> = {
+    const reply: Handled<'join'>['reply'] = {
       room,
       ...presenceFields(ctx, presence),
       offset: head.top,
       epoch: head.epoch,
     };
-    if (!since) {
-      reply[AFTER_REPLY] = () => ctx.hub.start(client, sub, head.epoch, head.top, false);
-      return reply;
-    }
+    if (!since) return { reply, after: () => ctx.hub.start(client, sub, head.epoch, head.top, false) };
     const from = resume(since, head);
     ctx.metrics.recoveries.inc({ result: from.recovered ? 'recovered' : 'gap' });
     reply.recovered = from.recovered;
     // The reply goes out before the replay: a gap event for what is no longer kept, then every kept message.
-    reply[AFTER_REPLY] = () => ctx.hub.start(client, sub, from.epoch, from.offset, true);
-    return reply;
+    return { reply, after: () => ctx.hub.start(client, sub, from.epoch, from.offset, true) };
   } catch (err) {
     if (client.rooms.get(room) === sub) leaveRoom(ctx, client, room);
     throw err;
@@ -97,19 +95,19 @@ export function leaveRoom(ctx: SessionContext, client: Client, room: string): vo
   if (ctx.hub.remove(client, sub.ref)) ctx.marks.sync(room, client.user).catch(() => undefined);
 }
 
-export async function leave(ctx: SessionContext, session: Session, room: string): Promise<Reply<'leave'>> {
+export async function leave(ctx: SessionContext, session: Session, room: string): Promise<Handled<'leave'>> {
   if (!session.client.rooms.has(room)) throw new ProtocolError('not_member', `not a member of ${room}`);
   leaveRoom(ctx, session.client, room);
-  return { room };
+  return { reply: { room } };
 }
 
 export async function presenceOf(
   ctx: SessionContext,
   session: Session,
   room: string,
-): Promise<Reply<'presence'>> {
+): Promise<Handled<'presence'>> {
   checkRoom(session, room);
-  return { room, ...presenceFields(ctx, await ctx.engine.presence(room)) };
+  return { reply: { room, ...presenceFields(ctx, await ctx.engine.presence(room)) } };
 }
 
 export async function history(
@@ -118,15 +116,13 @@ export async function history(
   room: string,
   limit: number,
   before?: number,
-): Promise<Reply<'history'>> {
+): Promise<Handled<'history'>> {
   checkRoom(session, room);
   const page = await ctx.hub.readHistory(() =>
     ctx.engine.readBefore({ kind: 'room', name: room }, before, limit),
   );
   return {
-    room,
-    offset: page.top,
-    epoch: page.epoch,
-    [FRAMES]: { name: 'messages', frames: page.events.map((e) => e.frame) },
+    reply: { room, offset: page.top, epoch: page.epoch },
+    frames: { name: 'messages', frames: page.events.map((e) => e.frame) },
   };
 }
