@@ -16,6 +16,7 @@ import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
 import { parsePosition } from '../../../protocol';
 import { createRoutes } from './http/routes';
+import { createApiHandlers } from './http/api-handlers';
 import { createProfilingRoutes } from './http/profiling';
 import { UwsTransport, type UpgradeDecision, type UpgradeInfo } from './transport/uws-server';
 
@@ -132,17 +133,10 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     const recorder = webhooks.recorder;
     engine.onActivity((activity) => recorder.activity(activity));
   }
-  const gateway = new Gateway(
-    config,
-    engine,
-    hub,
-    verifier,
-    metrics,
-    stats,
-    log,
-    hooks,
-    webhooks && ((room, message) => webhooks!.recorder.message(room, message)),
-  );
+  const onRoomMessage =
+    webhooks &&
+    ((room: string, message: Record<string, unknown>) => webhooks!.recorder.message(room, message));
+  const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log, hooks, onRoomMessage);
   engine.onRevoked((r) => gateway.closeRevoked(r));
   const ipLimiter = new AddressLimiter(config.limits.connRatePerIp);
 
@@ -155,11 +149,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     roomPatternCaps: { count: config.jwt.maxRoomPatterns, length: config.jwt.maxRoomPatternLength },
     apiKey: config.apiKey,
     api: {
-      validate: (command) => gateway.validate(command),
-      validUser: (user, field) => gateway.validUser(user, field),
-      publish: (room, body, key, from) => gateway.apiPublish(room, body, key, from),
-      dm: (to, body, key, from) => gateway.apiDm(to, body, key, from),
-      history: (room, limit, before) => gateway.apiHistory(room, limit, before),
+      ...createApiHandlers({ config, engine, onRoomMessage }),
       presence: (room) => engine.presence(room),
       connections: (user) => engine.connections(user),
       disconnect: (user) => engine.disconnectUser(user),

@@ -15,7 +15,7 @@ import {
   type PublishReply,
 } from '../../../../protocol';
 
-/** What the API needs of the node (the Gateway and the engine provide it). */
+/** What the API needs of the node (http/api-handlers.ts and the engine provide it). */
 export interface ServerApi {
   /** Parses a socket command (without id) with the socket's limits; throws ProtocolError. */
   validate(command: Record<string, unknown>): ParsedCommand;

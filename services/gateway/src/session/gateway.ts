@@ -1,5 +1,6 @@
 // The session layer's lifecycle and dispatcher: a connection's open and close, command admission with its limits,
-// dispatch to the handlers (rooms.ts, messages.ts, inbox.ts, auth.ts), the reply, and the server API.
+// dispatch to the handlers (rooms.ts, messages.ts, inbox.ts, auth.ts), the reply, and what the server API and the
+// hub apply to local connections (disconnect, revocation, server-side join and leave, drain).
 // Transport-agnostic: it sees Connections, never uWS sockets.
 import type { Config } from '../config';
 import type { Engine, Revocation } from '../engine/engine';
@@ -18,22 +19,15 @@ import {
   FrameError,
   joinedEvent,
   leftEvent,
-  MAX_USER_LENGTH,
   okReply,
   okReplyWithFrames,
   parseCommand,
   ProtocolError,
-  RawJson,
   reconnectEvent,
-  storedEventParts,
   validateCommand,
-  validUserId,
   type CommandType,
-  type DirectMessageReply,
   type ErrorCode,
-  type HistoryResult,
   type ParsedCommand,
-  type PublishReply,
   type ResultMap,
   type Since,
 } from '../../../../protocol';
@@ -43,7 +37,7 @@ import { ByteBudget, TokenBucket, Violations } from './limits';
 import type { Handled, Session } from './context';
 import { refresh, sessionExpiries, type AuthContext } from './auth';
 import { inbox, openInbox } from './inbox';
-import { dm, publish, store } from './messages';
+import { dm, publish } from './messages';
 import { history, join, leave, leaveRoom, presenceOf } from './rooms';
 
 /** Commands whose reply (or replay) can be large: admitted against the send buffer and the byte budget. */
@@ -391,52 +385,6 @@ export class Gateway {
           this.log.info({ conn: client.id, room, err: err.message }, 'server-side join not applied'),
       );
     }
-  }
-
-  /** Server API validation: the socket command's own parser and limits, so both answer the same errors. */
-  validate(command: Record<string, unknown>): ParsedCommand {
-    // The decoded value is checked as it is (depth before any JSON.stringify of it): no text round trip.
-    return validateCommand({ ...command, id: 0 }, this.config.limits);
-  }
-
-  validUser(user: unknown, field = 'user'): string {
-    if (!validUserId(user))
-      throw new ProtocolError('bad_request', `${field} must be a user id of 1-${MAX_USER_LENGTH} characters`);
-    return user;
-  }
-
-  /** Server API DM, as `from` (a user: its other connections get the sender's copy) or as "server". */
-  async apiDm(to: string, body: string, key: string | undefined, from: string): Promise<DirectMessageReply> {
-    const reply = await store(this.ctx, { kind: 'inbox', name: to }, 'dm', from, { to }, body, key);
-    if (from !== 'server' && from !== to && !reply.duplicate) {
-      const { id, ts } = reply;
-      await this.engine.append(
-        { kind: 'inbox', name: from },
-        { id, ts, frame: storedEventParts('dm', { id, from, to, ts }, body) },
-      );
-    }
-    const delivered = await this.engine.connectionCount(to);
-    return { ...reply, delivered, live: delivered > 0, stored: true };
-  }
-
-  async apiHistory(
-    room: string,
-    limit: number,
-    before?: number,
-  ): Promise<Omit<HistoryResult, 'messages'> & { messages: RawJson[] }> {
-    const page = await this.engine.readBefore({ kind: 'room', name: room }, before, limit);
-    return {
-      room,
-      offset: page.top,
-      epoch: page.epoch,
-      // Stored frames go out as stored (never parsed and serialized again; see routes' JSON writer).
-      messages: page.events.map((e) => new RawJson(e.frame)),
-    };
-  }
-
-  /** Server API publish (validated JSON body text): the same store-then-fan-out as a client publish. */
-  async apiPublish(room: string, body: string, key: string | undefined, from: string): Promise<PublishReply> {
-    return store(this.ctx, { kind: 'room', name: room }, 'message', from, { room }, body, key);
   }
 
   /** Drain: tell every client to reconnect elsewhere and close it with 1001. */

@@ -38,7 +38,7 @@ export async function publish(
 
 /** Stores and fans out one message (room message or DM copy); shared by `publish`, `dm` and the server API. */
 export async function store(
-  ctx: SessionContext,
+  ctx: Pick<SessionContext, 'engine' | 'onRoomMessage'>,
   ref: StreamRef,
   type: 'message' | 'dm',
   from: string,
