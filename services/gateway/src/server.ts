@@ -10,15 +10,14 @@ import { AddressLimiter } from './session/limits';
 import { Hub } from './hub/hub';
 import type { Logger } from './logger';
 import { createMetrics, Stats } from './metrics';
-import { AuthError, mintDevToken, TokenVerifier, type Identity } from './auth/tokens';
-import { RoomPattern } from './auth/room-pattern';
+import { mintDevToken, TokenVerifier } from './auth/tokens';
 import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
-import { parsePosition } from '../../../protocol';
+import { createAdmission } from './auth/admission';
 import { createRoutes } from './http/routes';
 import { createApiHandlers } from './http/api-handlers';
 import { createProfilingRoutes } from './http/profiling';
-import { UwsTransport, type UpgradeDecision, type UpgradeInfo } from './transport/uws-server';
+import { UwsTransport } from './transport/uws-server';
 
 export interface Server {
   port: number;
@@ -166,62 +165,17 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     nodeId: config.nodeId,
   });
 
-  const reject = (status: number, reason: string, error: string, headers?: Record<string, string>) => {
-    metrics.upgradesRejected.inc({ reason });
-    return { status, body: JSON.stringify({ error, reason }), headers };
-  };
-
-  /** The connect hook's say on an upgrade that passed the gateway's own checks. */
-  const connectHook = async (info: UpgradeInfo, verified: Identity | undefined) => {
-    const decision = await hooks.connect!({
-      ip: info.ip,
-      origin: info.origin,
-      claims: verified?.claims,
-      credentials: verified
-        ? undefined
-        : {
-            token: info.token,
-            cookie: info.cookie,
-            authorization: info.authorization,
-            userAgent: info.userAgent,
-          },
-    });
-    if (draining) return reject(503, 'draining', 'unavailable');
-    if (decision.kind === 'unavailable') return reject(503, 'hook_unavailable', 'unavailable');
-    if (decision.kind === 'deny') {
-      metrics.upgradesRejected.inc({ reason: 'hook_denied' });
-      return {
-        status: decision.status,
-        body: JSON.stringify({
-          error: decision.status === 401 ? 'unauthorized' : 'forbidden',
-          reason: decision.reason,
-        }),
-      };
-    }
-    const user = decision.user ?? verified?.user;
-    if (user === undefined) {
-      log.warn('connect hook allowed a connection without a "user" (required when no JWT key is set)');
-      metrics.hookErrors.inc({ hook: 'connect', kind: 'bad_response' });
-      return reject(503, 'hook_unavailable', 'unavailable');
-    }
-    if (
-      decision.rooms &&
-      (decision.rooms.length > config.jwt.maxRoomPatterns ||
-        decision.rooms.some((r) => r.length > config.jwt.maxRoomPatternLength))
-    ) {
-      log.warn('connect hook answered more or longer room patterns than a token may carry');
-      metrics.hookErrors.inc({ hook: 'connect', kind: 'bad_response' });
-      return reject(503, 'hook_unavailable', 'unavailable');
-    }
-    const identity: Identity = {
-      user,
-      rooms: decision.rooms ? decision.rooms.map((r) => new RoomPattern(r)) : verified?.rooms,
-      expiresAt: verified?.expiresAt ?? null,
-      claims: verified?.claims,
-      info: decision.info,
-    };
-    return { identity };
-  };
+  const admission = createAdmission({
+    config,
+    verifier,
+    hooks,
+    metrics,
+    log,
+    ipLimiter,
+    ready,
+    draining: () => draining,
+    backendAuth,
+  });
 
   const transport = new UwsTransport(
     {
@@ -240,47 +194,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       tokenCookie: config.tokenCookie,
     },
     {
-      upgrade: (info) => {
-        const { token, carrier, origin, host, ip } = info;
-        if (!ready()) return reject(503, draining ? 'draining' : 'not_ready', 'unavailable');
-        if (
-          origin !== undefined &&
-          config.allowedOrigins.length > 0 &&
-          !config.allowedOrigins.includes(origin)
-        )
-          return reject(403, 'origin', 'forbidden');
-        if (!ipLimiter.allow(ip)) {
-          metrics.rateLimited.inc({ scope: 'ip' });
-          return reject(429, 'rate_limited', 'rate_limited', { 'retry-after': '1' });
-        }
-        // A cookie rides along with any page's request: honour it only from this origin or an allowed one.
-        if (
-          carrier === 'cookie' &&
-          origin !== undefined &&
-          !cookieOriginOk(origin, host, config.allowedOrigins)
-        )
-          return reject(403, 'cookie_origin', 'forbidden');
-        // The client's inbox position (`?inbox=<offset>:<epoch>`), carried to open() with the identity.
-        const position = info.inbox === undefined ? undefined : parsePosition(info.inbox);
-        if (info.inbox !== undefined && !position) return reject(400, 'bad_inbox', 'bad_request');
-        const addInbox = (d: UpgradeDecision): UpgradeDecision =>
-          'identity' in d ? { ...d, inbox: position } : d;
-        // A decision made at once stays synchronous (an asynchronous upgrade costs uWS more).
-        const withInbox = (d: UpgradeDecision | Promise<UpgradeDecision>) =>
-          position === undefined ? d : d instanceof Promise ? d.then(addInbox) : addInbox(d);
-        if (backendAuth) return withInbox(connectHook(info, undefined));
-        let identity: Identity;
-        try {
-          identity = verifier.verify(token);
-        } catch (err) {
-          const reason = err instanceof AuthError ? err.reason : 'malformed';
-          metrics.authFailures.inc({ reason });
-          log.info({ reason, ip }, 'auth failure');
-          return reject(401, reason, 'unauthorized');
-        }
-        const accepted = hooks.connect ? connectHook(info, identity) : { identity };
-        return withInbox(accepted);
-      },
+      upgrade: admission,
       open: (conn, { identity, inbox }) => {
         const client = gateway.open(conn, identity, inbox);
         log.info({ conn: client.id, user: client.user }, 'connected');
@@ -345,11 +259,3 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
 }
 
 /** A cookie-carried token is accepted from the gateway's own origin (same host) or an ALLOWED_ORIGINS entry. */
-function cookieOriginOk(origin: string, host: string, allowed: readonly string[]): boolean {
-  if (allowed.includes(origin)) return true;
-  try {
-    return new URL(origin).host === host;
-  } catch {
-    return false;
-  }
-}
