@@ -1,7 +1,7 @@
 // Real parts for tests: a redis-server the test owns, gateway child processes configured through env, tokens,
 // and a small raw WebSocket client that speaks protocol v1. Every process started here is killed by its owner
 // (stop()/kill()) and, as a safety net, when the test process exits.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync } from 'node:fs';
@@ -72,7 +72,15 @@ export interface RedisProc {
   stop(): Promise<void>;
 }
 
+/** Fails with what to install when a tool the tests run is missing (instead of a spawn ENOENT in some worker). */
+export function requireTool(command: string, install: string): void {
+  const found = spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+  if (!found)
+    throw new Error(`${command} is not installed: ${install}; \`bash .ci/run\` installs everything`);
+}
+
 export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<RedisProc> {
+  requireTool('redis-server', 'install Redis 7 (Debian: apt-get install redis-server redis-tools)');
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'rc-redis-'));
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--dir', dir];

@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, until } from './harness';
+import { freePort, requireTool, until } from './harness';
 
 const owned = new Set<ChildProcess>();
 process.on('exit', () => {
@@ -160,6 +160,7 @@ export function parseClusterNodes(text: string): ClusterNodeInfo[] {
 export async function startCluster(
   opts: { primaries?: number; replicas?: number; nodeTimeoutMs?: number } = {},
 ): Promise<RedisClusterProc> {
+  requireTool('redis-server', 'install Redis 7 (Debian: apt-get install redis-server redis-tools)');
   const primaries = opts.primaries ?? 3;
   const replicas = opts.replicas ?? 1;
   const total = primaries * (1 + replicas);
@@ -315,6 +316,7 @@ export interface SentinelProc {
 export async function startSentinel(
   opts: { replicas?: number; sentinels?: number; name?: string; downAfterMs?: number } = {},
 ): Promise<SentinelProc> {
+  requireTool('redis-server', 'install Redis 7 (Debian: apt-get install redis-server redis-tools)');
   const name = opts.name ?? 'rcmaster';
   const dir = mkdtempSync(join(tmpdir(), 'rc-sentinel-'));
   const primaryPort = await freePort();
