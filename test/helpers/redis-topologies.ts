@@ -60,16 +60,26 @@ async function launch(args: string[], readyLine: string, what: string): Promise<
   proc.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
   proc.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
   proc.on('exit', () => owned.delete(proc));
-  await until(
-    `${what} to start`,
-    () => {
-      if (proc.exitCode !== null) throw new Error(`${what} exited ${proc.exitCode}: ${out}`);
-      return out.includes(readyLine);
-    },
-    15_000,
-    10,
-  );
+  await until(`${what} to start`, () => proc.exitCode !== null || out.includes(readyLine), 15_000, 10);
+  if (proc.exitCode !== null) {
+    if (out.includes('Address already in use')) throw new PortTaken(`${what}: ${out}`);
+    throw new Error(`${what} exited ${proc.exitCode}: ${out}`);
+  }
   return proc;
+}
+
+/** The port chosen by freePort() was taken by another test process before redis-server bound it. */
+class PortTaken extends Error {}
+
+/** Runs `start` with fresh ports until none of them was taken meanwhile (at most 5 tries). */
+async function withFreePorts<T>(start: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt >= 5) throw err;
+    }
+  }
 }
 
 async function startNode(args: string[], readyLine: string, what: string, port: number): Promise<RedisNode> {
@@ -166,33 +176,35 @@ export async function startCluster(
   const total = primaries * (1 + replicas);
   const dir = mkdtempSync(join(tmpdir(), 'rc-cluster-'));
   const nodes = await Promise.all(
-    Array.from({ length: total }, async (_, i) => {
-      const port = await freePort();
-      const busPort = await freePort();
-      return startNode(
-        [
-          '--port',
-          String(port),
-          ...BASE,
-          '--dir',
-          dir,
-          '--cluster-enabled',
-          'yes',
-          '--cluster-port',
-          String(busPort),
-          '--cluster-config-file',
-          join(dir, `nodes-${i}.conf`),
-          '--cluster-node-timeout',
-          String(opts.nodeTimeoutMs ?? 1000),
-          // A replica may fail over however long it was cut off: the tests kill primaries on purpose.
-          '--cluster-replica-validity-factor',
-          '0',
-        ],
-        'Ready to accept connections',
-        `cluster node ${port}`,
-        port,
-      );
-    }),
+    Array.from({ length: total }, (_, i) =>
+      withFreePorts(async () => {
+        const port = await freePort();
+        const busPort = await freePort();
+        return startNode(
+          [
+            '--port',
+            String(port),
+            ...BASE,
+            '--dir',
+            dir,
+            '--cluster-enabled',
+            'yes',
+            '--cluster-port',
+            String(busPort),
+            '--cluster-config-file',
+            join(dir, `nodes-${i}.conf`),
+            '--cluster-node-timeout',
+            String(opts.nodeTimeoutMs ?? 1000),
+            // A replica may fail over however long it was cut off: the tests kill primaries on purpose.
+            '--cluster-replica-validity-factor',
+            '0',
+          ],
+          'Ready to accept connections',
+          `cluster node ${port}`,
+          port,
+        );
+      }),
+    ),
   );
   const addrs = nodes.map((n) => n.addr);
   await new Promise<void>((resolve, reject) => {

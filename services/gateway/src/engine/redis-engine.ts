@@ -525,15 +525,27 @@ export class RedisEngine implements Engine {
   }
 
   /** Runs a command, reporting its latency; any failure becomes UnavailableError. */
+  /**
+   * Runs one Redis call the gateway waits on, failing with UnavailableError at REDIS_COMMAND_TIMEOUT_MS at the
+   * latest: ioredis's own commandTimeout bounds each command it writes, but not time spent before that (a
+   * reconnect's offline queue, a script reloaded after NOSCRIPT), which let a stalled publish wait two timeouts.
+   */
   private async timed<T>(command: string, run: () => Promise<T>): Promise<T> {
     const start = performance.now();
+    const limitMs = this.opts.commandTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${limitMs} ms`)), limitMs);
+    });
     try {
-      const result = await run();
+      const result = await Promise.race([run(), deadline]);
       this.observe(command, (performance.now() - start) / 1000, true);
       return result;
     } catch (err) {
       this.observe(command, (performance.now() - start) / 1000, false);
       throw new UnavailableError(`redis ${command} failed: ${(err as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
