@@ -6,6 +6,7 @@ import { loadConfig, type Config } from '../../services/gateway/src/config';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { Gateway } from '../../services/gateway/src/session/gateway';
 import { Hub } from '../../services/gateway/src/hub/hub';
+import { hubOptions } from '../../services/gateway/src/server';
 import { SendStatus, type Client, type Connection } from '../../services/gateway/src/hub/client';
 import { createMetrics, Stats } from '../../services/gateway/src/metrics';
 import { mintDevToken, TokenVerifier } from '../../services/gateway/src/auth/tokens';
@@ -115,13 +116,7 @@ export async function startNode(env: Record<string, string> = {}): Promise<TestN
   }));
   const hub: Hub = new Hub(
     engine,
-    {
-      slowConsumerBytes: config.limits.slowConsumerBytes,
-      catchUpPage: 100,
-      presenceBatchMs: config.presenceBatchMs,
-      maxBufferedBytes: config.limits.maxBufferedBytes,
-      historyReadConcurrency: config.limits.historyReadConcurrency,
-    },
+    hubOptions(config),
     stats,
     {
       backpressure: () => metrics.backpressure.inc(),

@@ -7,7 +7,7 @@ import { MemoryEngine } from './engine/memory-engine';
 import { RedisEngine } from './engine/redis-engine';
 import { Gateway } from './session/gateway';
 import { AddressLimiter } from './session/limits';
-import { Hub } from './hub/hub';
+import { Hub, type HubOptions } from './hub/hub';
 import type { Logger } from './logger';
 import { createMetrics, Stats } from './metrics';
 import { mintDevToken, TokenVerifier } from './auth/tokens';
@@ -18,6 +18,17 @@ import { createRoutes } from './http/routes';
 import { createApiHandlers } from './http/api-handlers';
 import { createProfilingRoutes } from './http/profiling';
 import { UwsTransport } from './transport/uws-server';
+
+/** The hub's options from the config (shared with the in-process tests' node, so the two cannot drift). */
+export function hubOptions(config: Readonly<Config>): HubOptions {
+  return {
+    slowConsumerBytes: config.limits.slowConsumerBytes,
+    catchUpPage: 100,
+    presenceBatchMs: config.presenceBatchMs,
+    maxBufferedBytes: config.limits.maxBufferedBytes,
+    historyReadConcurrency: config.limits.historyReadConcurrency,
+  };
+}
 
 export interface Server {
   port: number;
@@ -81,13 +92,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
   }));
   const hub = new Hub(
     engine,
-    {
-      slowConsumerBytes: config.limits.slowConsumerBytes,
-      catchUpPage: 100,
-      presenceBatchMs: config.presenceBatchMs,
-      maxBufferedBytes: config.limits.maxBufferedBytes,
-      historyReadConcurrency: config.limits.historyReadConcurrency,
-    },
+    hubOptions(config),
     stats,
     {
       backpressure: () => metrics.backpressure.inc(),
