@@ -385,6 +385,9 @@ test('a socket whose send buffer passes MAX_BUFFERED_BYTES is closed with 4008 a
     CONN_RATE_PER_IP: '0',
     SLOW_CONSUMER_BYTES: '65536',
     MAX_BUFFERED_BYTES: '1048576',
+    // Heavy commands run until the buffer itself is over the limit: with the default (256 KiB) a buffer the kernel
+    // left between 256 KiB and 1 MiB would only ever get small rate_limited replies and never pass the limit.
+    HEAVY_COMMAND_BUFFER_BYTES: '1048576',
     REPLY_BYTES_PER_S: '104857600',
   });
   try {

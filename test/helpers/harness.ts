@@ -263,6 +263,8 @@ export interface ConnectOptions {
   headers?: Record<string, string>;
   /** More upgrade parameters, e.g. `inbox=4:9b2e01`. */
   query?: string;
+  /** The id of this client's first request (default 1): out of the range of ids a test sends in raw frames. */
+  firstId?: number;
 }
 
 /** A raw protocol v1 client over `ws`: requests by id, a log of every frame, and waits on predicates. */
@@ -320,6 +322,7 @@ export class TestClient {
     const url = params.length ? `${wsUrl}?${params.join('&')}` : wsUrl;
     const ws = new WebSocket(url, protocols, { localAddress: opts.localAddress, headers });
     const client = new TestClient(ws, opts.encoding);
+    if (opts.firstId !== undefined) client.nextId = opts.firstId;
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());
       ws.once('error', reject);
