@@ -1,16 +1,22 @@
-// One contract, two engines: the same suite runs against MemoryEngine and RedisEngine (real redis-server).
+// One contract, two engines: the same suite runs against MemoryEngine and RedisEngine (real redis-server); the DM
+// operation also against RedisEngine on a real Redis Cluster.
 import { pino } from 'pino';
-import type {
-  Activity,
-  BusMessage,
-  Engine,
-  Revocation,
-  StreamRef,
+import {
+  dmFrameParts,
+  type Activity,
+  type BusMessage,
+  type DirectMessageInput,
+  type DirectMessageResult,
+  type Engine,
+  type Revocation,
+  type StreamRef,
 } from '../../services/gateway/src/engine/engine';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
+import { keySlot } from '../../services/gateway/src/engine/redis-connections';
 import { storedEventParts } from '../../protocol';
 import { startRedis, until, type RedisProc } from '../helpers/harness';
+import { startCluster, type RedisClusterProc } from '../helpers/redis-topologies';
 
 const bounds = { historySize: 5, historyTtlS: 60, inboxSize: 5, inboxTtlS: 60, dedupWindowS: 60 };
 let redis: RedisProc;
@@ -308,4 +314,242 @@ describe.each(makers)('%s engine', (kind, make) => {
     expect(all[0]!.payload).toBe('{"r":5}');
     await small.ack(all.map((e) => e.entry));
   });
+});
+
+// The DM operation on the three Redis topologies' two code paths (single Redis and Sentinel run one script;
+// Cluster splits it by slot) and in memory.
+let cluster: RedisClusterProc | undefined;
+const dmEngines: [string, () => Engine][] = [
+  ...makers,
+  [
+    'redis cluster',
+    () =>
+      new RedisEngine(
+        {
+          ...bounds,
+          cluster: cluster!.seeds.split(','),
+          nodeId: `n${++seq}`,
+          keyPrefix: 'ct',
+          commandTimeoutMs: 2000,
+          presenceTtlMs: 1000,
+        },
+        pino({ level: 'silent' }),
+      ),
+  ],
+];
+
+describe.each(dmEngines)('%s engine: dm', (kind, make) => {
+  let engine: Engine;
+  const received: [string, BusMessage][] = [];
+  const inbox = (name: string): StreamRef => ({ kind: 'inbox', name });
+  /** Two new users whose inboxes are in different Cluster slots (so a Cluster engine takes its split path). */
+  const pair = (a = 'ann', b = 'bob'): [string, string] => {
+    for (;;) {
+      const n = ++seq;
+      const from = `${a}-${n}`;
+      const to = `${b}-${n}`;
+      if (keySlot(`ct:{u:${from}}`) !== keySlot(`ct:{u:${to}}`)) return [from, to];
+    }
+  };
+  const dm = (from: string, to: string, extra: Partial<DirectMessageInput> = {}) =>
+    engine.dm({
+      from,
+      to,
+      id: `m${++seq}`,
+      ts: 1_700_000_000_000 + seq,
+      body: JSON.stringify({ n: seq }),
+      senderCopy: true,
+      ...extra,
+    });
+  const stored = async (user: string) =>
+    (await engine.read(inbox(user), 0, 100)).events.map(
+      (e) => JSON.parse(e.frame) as Record<string, unknown>,
+    );
+
+  beforeAll(async () => {
+    if (kind === 'redis cluster') cluster = await startCluster({ primaries: 3, replicas: 0 });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+    cluster = undefined;
+  });
+  beforeEach(async () => {
+    received.length = 0;
+    engine = make();
+    engine.onMessage((channel, m) => received.push([channel, m]));
+    await engine.start();
+    await until('engine ready', () => engine.ready());
+  });
+  afterEach(async () => {
+    await engine.stop();
+  });
+
+  test('stores the recipient copy and the sender copy with one id and ts, publishes both (the sending connection skipped on its own copy), and counts the recipient connections', async () => {
+    const [from, to] = pair();
+    await Promise.all([from, to].map((u) => engine.subscribe(engine.channel(inbox(u)))));
+    await engine.connectionAdd(to, 'c1', {});
+    await engine.connectionAdd(to, 'c2', {});
+    const r = await dm(from, to, { key: 'k1', skip: 'conn-a', body: '{"text":"hi"}' });
+    if (r.limited) throw new Error('limited');
+    expect(r.delivered).toBe(2);
+    expect(r.message).toMatchObject({ offset: 1, duplicate: false });
+    const fields = { type: 'dm', id: r.message.id, from, to, ts: r.message.ts, body: { text: 'hi' } };
+    expect(await stored(to)).toEqual([{ ...fields, offset: 1, epoch: r.message.epoch }]);
+    const [copy] = await stored(from);
+    expect(copy).toMatchObject({ ...fields, offset: 1 });
+    await until('both published', () => received.length === 2);
+    const events = new Map(received.map(([ch, m]) => [ch, m as Extract<BusMessage, { kind: 'event' }>]));
+    expect(events.get(engine.channel(inbox(to)))).toMatchObject({ offset: 1, skip: '' });
+    expect(events.get(engine.channel(inbox(from)))).toMatchObject({ offset: 1, skip: 'conn-a' });
+    // Nobody connected: delivered 0, stored anyway.
+    const offline = await dm(to, `nobody-${++seq}`);
+    expect(offline).toMatchObject({ limited: false, delivered: 0, message: { offset: 1 } });
+  });
+
+  test('a repeated key answers the first result and stores nothing new; a keyless DM is new every time', async () => {
+    const [from, to] = pair();
+    const first = await dm(from, to, { key: 'same' });
+    const again = await dm(from, to, { key: 'same', body: '"other"' });
+    if (first.limited || again.limited) throw new Error('limited');
+    expect(again.message).toEqual({ ...first.message, duplicate: true });
+    expect((await stored(to)).length).toBe(1);
+    expect((await stored(from)).length).toBe(1);
+    await dm(from, to);
+    await dm(from, to);
+    expect((await stored(to)).length).toBe(3);
+    expect((await stored(from)).length).toBe(3);
+  });
+
+  test('a retry after only the recipient copy was written (by the two-step path) writes the sender copy once, with the first id and ts', async () => {
+    const [from, to] = pair();
+    const firstId = `first-${++seq}`;
+    const firstTs = 1_600_000_000_000;
+    // What a node that died between the two writes left: the recipient's copy, deduplicated on (from, key).
+    await engine.append(inbox(to), {
+      id: firstId,
+      ts: firstTs,
+      frame: dmFrameParts('recipient', { from, to, id: firstId, ts: firstTs, body: '"lost reply"' }),
+      dedup: { scope: from, key: 'k-retry' },
+    });
+    expect(await stored(from)).toEqual([]);
+    const retry = await dm(from, to, { key: 'k-retry', body: '"lost reply"', skip: 'conn-b' });
+    expect(retry).toMatchObject({
+      limited: false,
+      message: { id: firstId, ts: firstTs, offset: 1, duplicate: true },
+    });
+    expect(await stored(from)).toEqual([
+      expect.objectContaining({ id: firstId, ts: firstTs, from, to, body: 'lost reply', offset: 1 }),
+    ]);
+    // Once written, later retries change nothing.
+    expect(await dm(from, to, { key: 'k-retry', body: '"lost reply"' })).toMatchObject({
+      message: { id: firstId, duplicate: true },
+    });
+    expect((await stored(from)).length).toBe(1);
+    expect((await stored(to)).length).toBe(1);
+  });
+
+  test('a DM to oneself is one copy, also when retried', async () => {
+    const [self] = pair('self');
+    await engine.connectionAdd(self, 'c1', {});
+    const r = await dm(self, self, { key: 'note', skip: 'c1' });
+    expect(r).toMatchObject({ limited: false, delivered: 1, message: { offset: 1, duplicate: false } });
+    expect(await dm(self, self, { key: 'note' })).toMatchObject({ message: { offset: 1, duplicate: true } });
+    expect((await stored(self)).map((e) => e.offset)).toEqual([1]);
+  });
+
+  test('a DM from "server" (no sender copy) writes the recipient copy alone', async () => {
+    const [, to] = pair();
+    const r = await dm('server', to, { senderCopy: false, key: 'order-1' });
+    expect(r).toMatchObject({ limited: false, message: { offset: 1 } });
+    expect(await stored('server')).toEqual([]);
+    expect((await stored(to)).map((e) => e.from)).toEqual(['server']);
+  });
+
+  test('users and keys with the key separators or odd Unicode get inboxes and dedup records of their own', async () => {
+    const odd = ['x:y', 'x', 'a}', '{u:a}', 'p|q%3A', 'é', 'e\u0301', '👍🏽', 'שלום', ' '];
+    const n = ++seq;
+    const senderOf = (i: number) => `s{:|%}${i}-${n}`;
+    for (const [i, user] of odd.entries()) {
+      const r = await dm(senderOf(i), user, { key: 'k:{1}|%', body: JSON.stringify(user) });
+      if (r.limited) throw new Error('limited');
+      expect(r.message.duplicate).toBe(false);
+    }
+    // Two (sender, key) pairs that a naive "sender:key" would join into one record are both stored.
+    const to = `to-${++seq}`;
+    const a = await dm(`x:y-${n}`, to, { key: 'z' });
+    const b = await dm(`x-${n}`, to, { key: 'y:z' });
+    expect([a, b].map((r) => !r.limited && r.message.duplicate)).toEqual([false, false]);
+    expect((await stored(to)).map((e) => e.from)).toEqual([`x:y-${n}`, `x-${n}`]);
+    for (const [i, user] of odd.entries()) {
+      const events = await stored(user);
+      expect(events.filter((e) => e.from === senderOf(i)).map((e) => e.body)).toEqual([user]);
+      expect((await stored(senderOf(i))).map((e) => [e.from, e.to, e.body])).toEqual([
+        [senderOf(i), user, user],
+      ]);
+    }
+  });
+
+  test('over USER_MSG_RATE nothing is stored and the wait is answered', async () => {
+    const [from, to] = pair();
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push(await dm(from, to, { rate: 2, key: `r${i}` }));
+    expect(results.map((r) => r.limited)).toEqual([false, false, true]);
+    const limited = results[2] as Extract<DirectMessageResult, { limited: true }>;
+    expect(limited.waitMs).toBeGreaterThan(0);
+    expect(limited.waitMs).toBeLessThanOrEqual(1000);
+    expect((await stored(to)).length).toBe(2);
+    expect((await stored(from)).length).toBe(2);
+  });
+
+  if (kind !== 'memory')
+    test('round trips per DM: one on a single Redis (rate, both copies and the count in one script); under Cluster the recipient copy with the count, then the sender copy', async () => {
+      const calls: string[] = [];
+      const counted = new RedisEngine(
+        {
+          ...bounds,
+          ...(kind === 'redis' ? { url: redis.url } : { cluster: cluster!.seeds.split(',') }),
+          nodeId: `n${++seq}`,
+          keyPrefix: 'ct',
+          commandTimeoutMs: 2000,
+          presenceTtlMs: 1000,
+        },
+        pino({ level: 'silent' }),
+        (command) => {
+          if (command !== 'ping') calls.push(command);
+        },
+      );
+      await counted.start();
+      try {
+        await until('engine ready', () => counted.ready());
+        const [from, to] = pair();
+        const send = (rate: number) => {
+          calls.length = 0;
+          return counted.dm({
+            from,
+            to,
+            id: `m${++seq}`,
+            ts: 1,
+            body: '1',
+            senderCopy: true,
+            key: `k${seq}`,
+            rate,
+          });
+        };
+        await send(0);
+        expect(calls).toEqual(kind === 'redis' ? ['dm'] : ['dm', 'append']);
+        await send(100);
+        expect(calls).toEqual(kind === 'redis' ? ['dm'] : ['rate', 'dm', 'append']);
+        if (kind === 'redis') {
+          // Redis ran one script for it: one EVALSHA, no other top-level command of the engine in between.
+          const evalsha = async () =>
+            Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.cli('INFO', 'commandstats'))![1]);
+          const before = await evalsha();
+          await send(100);
+          expect((await evalsha()) - before).toBe(1);
+        }
+        expect((await counted.read({ kind: 'inbox', name: from }, 0, 10)).top).toBe(kind === 'redis' ? 3 : 2);
+      } finally {
+        await counted.stop();
+      }
+    });
 });

@@ -1,6 +1,9 @@
 // DMs are written whole, and Redis keys built from user-given parts are unambiguous.
-// The fault is real: the gateway runs as a Redis ACL user whose key permissions are narrowed for one DM, so the
-// recipient's copy is stored and the sender's copy is refused by Redis itself.
+// The faults are real: the gateway runs as a Redis ACL user whose key permissions are narrowed for one DM, so Redis
+// itself refuses it; and a recipient copy stored alone is written by the APPEND script, as a node that died between
+// the Cluster path's two writes leaves it.
+import { dmFrameParts } from '../../services/gateway/src/engine/engine';
+import { APPEND } from '../../services/gateway/src/engine/scripts';
 import {
   startGateway,
   startRedis,
@@ -42,12 +45,12 @@ async function settle(c: TestClient, from: TestClient, to: string): Promise<void
   await c.waitFor((f) => f.type === 'dm' && f.id === marker.id);
 }
 
-test('a DM whose sender copy fails is not ok; the retry with the same key writes that copy and answers the first result', async () => {
+test('a DM whose sender inbox is refused stores neither copy on a single Redis (one script, its keys checked before it runs); the retry stores both once', async () => {
   const a1 = await connect('sender-a');
   const a2 = await connect('sender-a');
   const b = await connect('recipient-b');
 
-  // Only the recipient's keys (and the node lease) are writable: the sender's copy fails with NOPERM.
+  // Only the recipient's keys (and the node lease) are writable: the script naming the sender's keys is refused.
   await redis.cli('ACL', 'SETUSER', 'gw', 'resetkeys', '~rc:{u:recipient-b}*', '~rc:nodes', '~rc:node:*');
   let first;
   try {
@@ -56,28 +59,77 @@ test('a DM whose sender copy fails is not ok; the retry with the same key writes
     await redis.cli('ACL', 'SETUSER', 'gw', 'resetkeys', '~*');
   }
   expect(first).toMatchObject({ ok: false, error: { code: 'unavailable' } });
-  // The recipient's copy was stored and delivered.
-  const atB = await b.waitFor((f) => f.type === 'dm' && f.from === 'sender-a');
+  expect(await redis.cli('XLEN', 'rc:{u:recipient-b}:h')).toBe('0');
   expect(await redis.cli('XLEN', 'rc:{u:sender-a}:h')).toBe('0');
 
   const retry = await a1.ok({ type: 'dm', to: 'recipient-b', body: { text: 'whole?' }, key: 'k-1' });
-  expect(retry).toMatchObject({ id: atB.id, offset: atB.offset, epoch: atB.epoch, duplicate: true });
-  // The sender's other connection gets the sender copy, with the same message id.
-  const atA2 = await a2.waitFor((f) => f.type === 'dm' && f.id === atB.id);
-  expect(atA2).toMatchObject({ from: 'sender-a', to: 'recipient-b', body: { text: 'whole?' } });
-  expect(await redis.cli('XLEN', 'rc:{u:sender-a}:h')).toBe('1');
-
-  // A third try changes nothing: each copy is idempotent on its own key.
-  expect(await a1.ok({ type: 'dm', to: 'recipient-b', body: { text: 'whole?' }, key: 'k-1' })).toMatchObject({
-    id: atB.id,
-    duplicate: true,
-  });
-  expect(await redis.cli('XLEN', 'rc:{u:sender-a}:h')).toBe('1');
+  expect(retry.duplicate).toBe(false);
+  await b.waitFor((f) => f.type === 'dm' && f.id === retry.id);
+  await a2.waitFor((f) => f.type === 'dm' && f.id === retry.id);
   await settle(b, a1, 'recipient-b');
   await settle(a2, a1, 'recipient-b');
-  expect(b.frames.filter((f) => f.type === 'dm' && f.id === atB.id)).toHaveLength(1);
-  expect(a2.frames.filter((f) => f.type === 'dm' && f.id === atB.id)).toHaveLength(1);
-  expect(a1.frames.filter((f) => f.type === 'dm' && f.id === atB.id)).toHaveLength(0);
+  expect(b.frames.filter((f) => f.type === 'dm' && f.id === retry.id)).toHaveLength(1);
+  expect(a2.frames.filter((f) => f.type === 'dm' && f.id === retry.id)).toHaveLength(1);
+  expect(a1.frames.filter((f) => f.type === 'dm' && f.id === retry.id)).toHaveLength(0);
+});
+
+test('a DM of which only the recipient copy was stored (a node died between the two writes of the Cluster path) is completed by its retry: the sender copy gets the first id, the recipient gets the DM once', async () => {
+  const a1 = await connect('sender-f');
+  const a2 = await connect('sender-f');
+  const b = await connect('recipient-g');
+  // The first write, exactly as the Cluster path (or a node of an older version) makes it: the recipient's copy
+  // with its dedup record on (sender, key), stored and published by the APPEND script. Then the node "died".
+  const [id, ts] = ['first-id', 1_767_225_600_000];
+  const frame = dmFrameParts('recipient', {
+    from: 'sender-f',
+    to: 'recipient-g',
+    id,
+    ts,
+    body: '{"text":"whole?"}',
+  });
+  await redis.cli(
+    'EVAL',
+    APPEND,
+    '3',
+    'rc:{u:recipient-g}:m',
+    'rc:{u:recipient-g}:h',
+    'rc:{u:recipient-g}:d:sender-f:k-3',
+    frame.head,
+    frame.tail,
+    String(ts),
+    '',
+    '1000',
+    '604800',
+    '300',
+    'e0',
+    'rc:{u:recipient-g}',
+    '1',
+    'publish',
+    id,
+    '0',
+    frame.mid,
+  );
+  const atB = await b.waitFor((f) => f.type === 'dm' && f.id === id);
+  expect(await redis.cli('XLEN', 'rc:{u:sender-f}:h')).toBe('0');
+
+  const retry = await a1.ok({ type: 'dm', to: 'recipient-g', body: { text: 'whole?' }, key: 'k-3' });
+  expect(retry).toMatchObject({ id, ts, offset: atB.offset, epoch: atB.epoch, duplicate: true });
+  // The sender's other connection gets the sender copy, with the same message id.
+  const atA2 = await a2.waitFor((f) => f.type === 'dm' && f.id === id);
+  expect(atA2).toMatchObject({ from: 'sender-f', to: 'recipient-g', ts, body: { text: 'whole?' } });
+  expect(await redis.cli('XLEN', 'rc:{u:sender-f}:h')).toBe('1');
+
+  // A third try changes nothing: each copy is idempotent on its own key.
+  expect(await a1.ok({ type: 'dm', to: 'recipient-g', body: { text: 'whole?' }, key: 'k-3' })).toMatchObject({
+    id,
+    duplicate: true,
+  });
+  expect(await redis.cli('XLEN', 'rc:{u:sender-f}:h')).toBe('1');
+  await settle(b, a1, 'recipient-g');
+  await settle(a2, a1, 'recipient-g');
+  expect(b.frames.filter((f) => f.type === 'dm' && f.id === id)).toHaveLength(1);
+  expect(a2.frames.filter((f) => f.type === 'dm' && f.id === id)).toHaveLength(1);
+  expect(a1.frames.filter((f) => f.type === 'dm' && f.id === id)).toHaveLength(0);
   // The node kept serving throughout.
   expect(await a1.ok({ type: 'ping' })).toMatchObject({ pong: true });
 });

@@ -1,7 +1,7 @@
 // The engine: everything that crosses nodes or outlives a connection. Two implementations, MemoryEngine (one
 // node, no persistence) and RedisEngine (a cluster of nodes), honour the contract written here; the contract
 // suite in test/ runs against both.
-import type { StoredFrameParts } from '../../../../protocol';
+import { storedEventParts, type StoredFrameParts } from '../../../../protocol';
 
 /** An offset-numbered event stream: a room's history, or a user's inbox of direct messages. */
 export type StreamRef = { kind: 'room'; name: string } | { kind: 'inbox'; name: string };
@@ -32,6 +32,43 @@ export interface AppendResult {
   id: string;
   ts: number;
   duplicate: boolean;
+}
+
+/** A direct message, whose two stored copies the engine builds from these fields. */
+export interface DirectMessageInput {
+  from: string;
+  to: string;
+  /** The message id and timestamp the copies get, unless the recipient's copy turns out to be a duplicate. */
+  id: string;
+  ts: number;
+  /** The body as JSON text. */
+  body: string;
+  /** The sender's idempotency key. */
+  key?: string;
+  /** Whether the sender's inbox gets a copy (not for a DM from "server"); a DM to oneself has one copy anyway. */
+  senderCopy: boolean;
+  /** The sender's connection that does not receive the sender's copy live (it gets the reply). */
+  skip?: string;
+  /** USER_MSG_RATE: when above 0, the DM first counts against `from` as userRate counts a message. */
+  rate?: number;
+}
+
+export type DirectMessageResult =
+  /** The recipient copy's result; delivered = the recipient's live connections on all nodes, after the write. */
+  | { limited: false; message: AppendResult; delivered: number }
+  /** Over the rate: nothing stored; ms until the user may send again. */
+  | { limited: true; waitMs: number };
+
+/**
+ * The stored event parts of a DM copy. The two copies carry the same fields (the recipient's in the order
+ * to, id, from, ts; the sender's id, from, to, ts).
+ */
+export function dmFrameParts(
+  copy: 'recipient' | 'sender',
+  m: { from: string; to: string; id: string; ts: number; body: string },
+): StoredFrameParts {
+  const { from, to, id, ts } = m;
+  return storedEventParts('dm', copy === 'recipient' ? { to, id, from, ts } : { id, from, to, ts }, m.body);
 }
 
 export interface ReadResult {
@@ -135,6 +172,20 @@ export interface Engine {
    * Rejects (nothing promised) when the store cannot be reached in time.
    */
   append(stream: StreamRef, input: AppendInput): Promise<AppendResult>;
+  /**
+   * Stores a DM whole. First, with `rate`, counts it as userRate does (over the rate: stores nothing). Then the
+   * recipient's copy, appended to `to`'s inbox as `append` does, deduplicated on (from, key); then, with
+   * senderCopy and from !== to, the sender's copy in `from`'s inbox with the id and ts the recipient's copy got,
+   * deduplicated on that id (keyless DMs keep no dedup record). A repeated key within the dedup window answers
+   * the recipient copy's first result (duplicate: true) and writes the sender's copy if it is missing. Then reads
+   * the recipient's live connections (as connectionCount).
+   * Redis: one round trip on a single Redis or behind Sentinel, two when the recipient's copy was a duplicate
+   * (the sender's copy, named by the first id, follows). Under Cluster the inboxes are in different slots:
+   * the recipient's copy and the count in one call, then the sender's copy, after the rate's own call if any.
+   * Rejects when the store cannot be reached in time: nothing promised (the recipient's copy alone, or both, may
+   * be stored; a retry with the same key completes the DM).
+   */
+  dm(input: DirectMessageInput): Promise<DirectMessageResult>;
   /**
    * Events with offset > after, at most `limit`. Reads write nothing: a stream that does not exist answers
    * {epoch: "", top: 0, events: []} and is not created.

@@ -5,6 +5,8 @@ import type {
   AppendResult,
   BusHandler,
   BusMessage,
+  DirectMessageInput,
+  DirectMessageResult,
   Engine,
   ReadResult,
   Revocation,
@@ -15,6 +17,7 @@ import type {
   QueuedWebhook,
 } from './engine';
 import { Denylist } from './denylist';
+import { dmFrameParts } from './engine';
 import { newEpoch } from './epoch';
 import { presenceEvent, storedEvent } from '../../../../protocol';
 
@@ -136,6 +139,37 @@ export class MemoryEngine implements Engine {
       frame,
     });
     return result;
+  }
+
+  async dm(input: DirectMessageInput): Promise<DirectMessageResult> {
+    const { from, to, key } = input;
+    if (input.rate) {
+      const waitMs = await this.userRate(from, input.rate);
+      if (waitMs > 0) return { limited: true, waitMs };
+    }
+    const message = await this.append(
+      { kind: 'inbox', name: to },
+      {
+        id: input.id,
+        ts: input.ts,
+        frame: dmFrameParts('recipient', input),
+        dedup: key ? { scope: from, key } : undefined,
+      },
+    );
+    if (input.senderCopy && from !== to) {
+      const { id, ts } = message;
+      await this.append(
+        { kind: 'inbox', name: from },
+        {
+          id,
+          ts,
+          frame: dmFrameParts('sender', { ...input, id, ts }),
+          dedup: key ? { scope: '', key: id } : undefined,
+          skip: input.skip,
+        },
+      );
+    }
+    return { limited: false, message, delivered: this.conns.get(to)?.size ?? 0 };
   }
 
   /** The stream if it exists and has not expired; reads never create one. */

@@ -11,6 +11,8 @@ import type {
   AppendResult,
   BusHandler,
   BusMessage,
+  DirectMessageInput,
+  DirectMessageResult,
   Engine,
   LocalState,
   ReadResult,
@@ -20,7 +22,7 @@ import type {
   TokenRef,
   WebhookQueue,
 } from './engine';
-import { UnavailableError } from './engine';
+import { dmFrameParts, UnavailableError } from './engine';
 import { Denylist } from './denylist';
 import { RedisWebhookQueue } from './redis-webhook-queue';
 import { newEpoch } from './epoch';
@@ -33,7 +35,7 @@ import {
   type Bus,
   type SlotsReply,
 } from './redis-connections';
-import { APPEND, CONNECTIONS, PRESENCE, RATE, READ, REVOKE } from './scripts';
+import { APPEND, CONNECTIONS, DM, PRESENCE, RATE, READ, REVOKE } from './scripts';
 import { presenceEvent } from '../../../../protocol';
 import type { Logger } from '../logger';
 
@@ -77,9 +79,13 @@ export interface RedisEngineOptions {
 export type CommandObserver = (command: string, seconds: number | undefined, ok: boolean) => void;
 
 type AppendReply = [number, number | string, string?];
+/** {1, offset, epoch, connections}, {0, "offset|epoch|id|ts", '', connections}, or {-1, ms to wait}. */
+type DmReply = [number, number | string, string?, string[]?];
 
 type Scripted = (Redis | Cluster) & {
   rcAppend(...args: (string | number)[]): Promise<AppendReply>;
+  /** The number of keys first: DM takes the keys of one or of both inboxes. */
+  rcDm(...args: (string | number)[]): Promise<DmReply>;
   rcRead(...args: (string | number)[]): Promise<[string, string, [string, string[]][]]>;
   rcPresence(...args: (string | number)[]): Promise<[string, string[]]>;
   rcConnections(...args: (string | number)[]): Promise<[number, number]>;
@@ -110,6 +116,20 @@ export function parseBusPayload(buf: Buffer): BusMessage | undefined {
     skip: buf.toString('latin1', c + 1, d),
     frame: buf.subarray(d + 1),
   };
+}
+
+/** The result of a stored append: {1, offset, epoch} with the input's id and ts. */
+function appended(
+  reply: [number, number | string, string?, ...unknown[]],
+  input: { id: string; ts: number },
+) {
+  return { offset: Number(reply[1]), epoch: String(reply[2]), id: input.id, ts: input.ts, duplicate: false };
+}
+
+/** The first result a dedup record holds ("offset|epoch|id|ts"), answered to a repeated key. */
+function duplicateOf(record: string): AppendResult {
+  const [offset, epoch, id, ts] = record.split('|');
+  return { offset: Number(offset), epoch: epoch!, id: id!, ts: Number(ts), duplicate: true };
 }
 
 /** Credentials and TLS from a redis:// or rediss:// URL, for every node of a cluster or sentinel setup. */
@@ -284,6 +304,7 @@ export class RedisEngine implements Engine {
       client = new Redis(opts.url, { lazyConnect: true, retryStrategy, ...commands }) as Scripted;
     }
     client.defineCommand('rcAppend', { numberOfKeys: 3, lua: APPEND });
+    client.defineCommand('rcDm', { lua: DM });
     client.defineCommand('rcRead', { numberOfKeys: 2, lua: READ });
     client.defineCommand('rcPresence', { numberOfKeys: 2, lua: PRESENCE });
     client.defineCommand('rcConnections', { numberOfKeys: 2, lua: CONNECTIONS });
@@ -311,34 +332,34 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * The append and a WAIT, pipelined on one writer connection (a pipeline goes to one node, the stream's
-   * primary): resolves once waitReplicas replicas hold the append (and everything before it on that connection).
+   * A script call (APPEND or DM) and a WAIT, pipelined on one writer connection (a pipeline goes to one node, the
+   * stream's primary): resolves once waitReplicas replicas hold its writes (and everything before them on that
+   * connection).
    */
-  private async appendDurably(args: (string | number)[]): Promise<AppendReply> {
+  private async durably<T>(command: 'rcAppend' | 'rcDm', args: (string | number)[]): Promise<T> {
     const writer = this.writers[this.nextWriter++ % this.writers.length]!;
     const want = this.opts.waitReplicas!;
     const timeoutMs = this.opts.waitTimeoutMs ?? 500;
     for (let attempt = 0; ; attempt++) {
-      const pipeline = writer.pipeline() as ReturnType<Redis['pipeline']> & {
-        rcAppend(...a: (string | number)[]): unknown;
-      };
-      pipeline.rcAppend(...args);
+      const pipeline = writer.pipeline() as ReturnType<Redis['pipeline']> &
+        Record<'rcAppend' | 'rcDm', (...a: (string | number)[]) => unknown>;
+      pipeline[command](...args);
       pipeline.wait(want, timeoutMs);
       const results = (await pipeline.exec()) ?? [];
-      const [appendErr, reply] = results[0] ?? [new Error('no reply')];
-      if (appendErr) {
+      const [scriptErr, reply] = results[0] ?? [new Error('no reply')];
+      if (scriptErr) {
         // A pipeline is not redirected by ioredis: after resharding or a failover, learn the new owner, once.
-        if (attempt === 0 && writer instanceof Cluster && REDIRECTED.test(appendErr.message)) {
+        if (attempt === 0 && writer instanceof Cluster && REDIRECTED.test(scriptErr.message)) {
           await new Promise<void>((done) => writer.refreshSlotsCache(() => done()));
           continue;
         }
-        throw appendErr;
+        throw scriptErr;
       }
       const [waitErr, acks] = results[1] ?? [new Error('no WAIT reply')];
       if (waitErr) throw waitErr;
       if (Number(acks) < want)
         throw new Error(`${String(acks)} of ${want} replicas acknowledged within ${timeoutMs} ms`);
-      return reply as AppendReply;
+      return reply as T;
     }
   }
 
@@ -555,44 +576,92 @@ export class RedisEngine implements Engine {
       : { size: this.opts.inboxSize, ttlS: this.opts.inboxTtlS };
   }
 
-  async append(ref: StreamRef, input: AppendInput): Promise<AppendResult> {
+  /** APPEND's keys and arguments (scripts.ts APPEND_FUNCTION) for one append; DM takes them per copy. */
+  private appendCall(ref: StreamRef, input: AppendInput): { keys: string[]; args: (string | number)[] } {
     const { size, ttlS } = this.bounds(ref);
     const dedupKey = input.dedup
       ? this.keys.dedup(ref, input.dedup.scope, input.dedup.key)
       : this.keys.dedup(ref, '', '');
-    const args: (string | number)[] = [
-      this.keys.meta(ref),
-      this.keys.history(ref),
-      dedupKey,
-      input.frame.head,
-      input.frame.tail,
-      input.ts,
-      input.skip ?? '',
-      size,
-      ttlS,
-      this.opts.dedupWindowS,
-      newEpoch(),
-      this.keys.channel(ref),
-      input.dedup ? '1' : '0',
-      this.publishCommand,
-      input.id,
-      this.failoverJump,
-      input.frame.mid,
-    ];
+    return {
+      keys: [this.keys.meta(ref), this.keys.history(ref), dedupKey],
+      args: [
+        input.frame.head,
+        input.frame.tail,
+        input.ts,
+        input.skip ?? '',
+        size,
+        ttlS,
+        this.opts.dedupWindowS,
+        newEpoch(),
+        this.keys.channel(ref),
+        input.dedup ? '1' : '0',
+        this.publishCommand,
+        input.id,
+        this.failoverJump,
+        input.frame.mid,
+      ],
+    };
+  }
+
+  async append(ref: StreamRef, input: AppendInput): Promise<AppendResult> {
+    const { keys, args } = this.appendCall(ref, input);
     const reply = this.opts.waitReplicas
-      ? await this.timed('append', () => this.appendDurably(args))
-      : await this.timed('append', () => this.redis.rcAppend(...args));
-    if (reply[0] === 1) {
-      return {
-        offset: Number(reply[1]),
-        epoch: String(reply[2]),
+      ? await this.timed('append', () => this.durably<AppendReply>('rcAppend', [...keys, ...args]))
+      : await this.timed('append', () => this.redis.rcAppend(...keys, ...args));
+    if (reply[0] === 1) return appended(reply, input);
+    return duplicateOf(String(reply[1]));
+  }
+
+  /**
+   * Single Redis and Sentinel: one DM script writes both copies, counts the rate and reads the connections.
+   * Cluster: the inboxes are in different slots, so the rate (its own call, in the sender's slot) comes first,
+   * then the DM script with the recipient's keys alone, then the sender's copy as an append. A duplicate recipient
+   * copy is followed by the sender's copy as an append on every topology (its dedup key is named by the first id).
+   */
+  async dm(input: DirectMessageInput): Promise<DirectMessageResult> {
+    const { from, to, key } = input;
+    const cluster = this.topology === 'cluster';
+    const rate = input.rate ?? 0;
+    if (rate > 0 && cluster) {
+      const waitMs = await this.userRate(from, rate);
+      if (waitMs > 0) return { limited: true, waitMs };
+    }
+    const senderCopy = (id: string, ts: number): AppendInput => ({
+      id,
+      ts,
+      frame: dmFrameParts('sender', { ...input, id, ts }),
+      dedup: key ? { scope: '', key: id } : undefined,
+      skip: input.skip,
+    });
+    const wantSender = input.senderCopy && from !== to;
+    const together = wantSender && !cluster;
+    const recipient = this.appendCall(
+      { kind: 'inbox', name: to },
+      {
         id: input.id,
         ts: input.ts,
-        duplicate: false,
-      };
+        frame: dmFrameParts('recipient', input),
+        dedup: key ? { scope: from, key } : undefined,
+      },
+    );
+    const keys = [...recipient.keys, this.keys.connections(to)];
+    const args = [...recipient.args];
+    if (together) {
+      const sender = this.appendCall({ kind: 'inbox', name: from }, senderCopy(input.id, input.ts));
+      keys.push(...sender.keys);
+      args.push(...sender.args);
     }
-    const [offset, epoch, id, ts] = String(reply[1]).split('|');
-    return { offset: Number(offset), epoch: epoch!, id: id!, ts: Number(ts), duplicate: true };
+    const scriptRate = rate > 0 && !cluster;
+    if (scriptRate) keys.push(this.keys.rate(from));
+    const call = [keys.length, ...keys, scriptRate ? rate : 0, together ? '1' : '0', ...args];
+    const reply = this.opts.waitReplicas
+      ? await this.timed('dm', () => this.durably<DmReply>('rcDm', call))
+      : await this.timed('dm', () => this.redis.rcDm(...call));
+    if (reply[0] === -1) return { limited: true, waitMs: Number(reply[1]) };
+    const message = reply[0] === 1 ? appended(reply, input) : duplicateOf(String(reply[1]));
+    if (wantSender && (message.duplicate || !together))
+      await this.append({ kind: 'inbox', name: from }, senderCopy(message.id, message.ts));
+    return { limited: false, message, delivered: this.live(reply[3] ?? []) };
   }
 
   private async readMode(
@@ -760,6 +829,11 @@ export class RedisEngine implements Engine {
     const members = await this.timed('connections', () =>
       this.redis.zrange(this.keys.connections(user), 0, -1),
     );
+    return this.live(members);
+  }
+
+  /** How many of the connections zset's members ("<node>|<connection>") are on nodes whose lease holds. */
+  private live(members: string[]): number {
     let n = 0;
     for (const m of members) {
       const node = m.slice(0, m.lastIndexOf('|'));

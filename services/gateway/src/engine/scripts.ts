@@ -1,4 +1,5 @@
-// Lua scripts run atomically by Redis. Each touches only keys of one hash tag (one Cluster slot).
+// Lua scripts run atomically by Redis. Each touches only keys of one hash tag (one Cluster slot), except DM, which
+// on a single Redis or behind Sentinel writes both users' inboxes in one call (under Cluster it gets one user's keys).
 
 /**
  * After a failover the new primary may lack the last writes of the old one, which subscribers may already
@@ -8,8 +9,9 @@
 export const FAILOVER_OFFSET_JUMP = 1_000_000;
 
 /**
- * KEYS: meta, history, dedup.  ARGV: head, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s, new_epoch, channel,
- * use_dedup ('1'|'0'), publish command, id, failover_jump ('1'|'0'), mid.
+ * The append as a Lua function, shared by APPEND and DM: append(meta, history, dedup, o) reads its 14 arguments
+ * from ARGV[o + 1] .. ARGV[o + 14], in APPEND's order: head, tail, ts, skip, maxlen, ttl_s, dedup_ttl_s,
+ * new_epoch, channel, use_dedup ('1'|'0'), publish command, id, failover_jump ('1'|'0'), mid.
  * The stored frame is head .. offset .. mid .. epoch .. tail, pieces built by protocol/frames.ts storedEventParts
  * (the script builds no frame itself).
  * With failover_jump, the meta hash remembers the replication id (r) of the primary that last appended; when
@@ -18,38 +20,95 @@ export const FAILOVER_OFFSET_JUMP = 1_000_000;
  * whole with MIGRATE, loses nothing, and does not jump.
  * Returns {1, offset, epoch} when stored and published, {0, "offset|epoch|id|ts"} for a duplicate.
  */
-export const APPEND = `
-if ARGV[10] == '1' then
-  local prev = redis.call('GET', KEYS[3])
-  if prev then return {0, prev} end
-end
-local epoch = redis.call('HGET', KEYS[1], 'e')
-if not epoch then
-  epoch = ARGV[8]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'e', epoch, 'o', 0)
-end
-if ARGV[13] == '1' then
-  local info = redis.call('INFO', 'replication')
-  local rid = string.match(info, 'master_replid:(%x+)')
-  local was = redis.call('HGET', KEYS[1], 'r')
-  if was ~= rid then
-    if was and was == string.match(info, 'master_replid2:(%x+)') then
-      redis.call('HINCRBY', KEYS[1], 'o', ${FAILOVER_OFFSET_JUMP})
-    end
-    redis.call('HSET', KEYS[1], 'r', rid)
+const APPEND_FUNCTION = `
+local replication
+local function append(meta, history, dedup, o)
+  if ARGV[o + 10] == '1' then
+    local prev = redis.call('GET', dedup)
+    if prev then return {0, prev} end
   end
+  local epoch = redis.call('HGET', meta, 'e')
+  if not epoch then
+    epoch = ARGV[o + 8]
+    redis.call('DEL', history)
+    redis.call('HSET', meta, 'e', epoch, 'o', 0)
+  end
+  if ARGV[o + 13] == '1' then
+    replication = replication or redis.call('INFO', 'replication')
+    local rid = string.match(replication, 'master_replid:(%x+)')
+    local was = redis.call('HGET', meta, 'r')
+    if was ~= rid then
+      if was and was == string.match(replication, 'master_replid2:(%x+)') then
+        redis.call('HINCRBY', meta, 'o', ${FAILOVER_OFFSET_JUMP})
+      end
+      redis.call('HSET', meta, 'r', rid)
+    end
+  end
+  local offset = redis.call('HINCRBY', meta, 'o', 1)
+  local frame = ARGV[o + 1] .. offset .. ARGV[o + 14] .. epoch .. ARGV[o + 2]
+  redis.call('XADD', history, 'MAXLEN', ARGV[o + 5], offset .. '-0', 'f', frame)
+  redis.call('EXPIRE', history, ARGV[o + 6])
+  redis.call('EXPIRE', meta, ARGV[o + 6])
+  if ARGV[o + 10] == '1' then
+    redis.call('SET', dedup, offset .. '|' .. epoch .. '|' .. ARGV[o + 12] .. '|' .. ARGV[o + 3], 'EX', ARGV[o + 7])
+  end
+  redis.call(ARGV[o + 11], ARGV[o + 9], 'e|' .. offset .. '|' .. epoch .. '|' .. ARGV[o + 3] .. '|' .. ARGV[o + 4] .. '|' .. frame)
+  return {1, offset, epoch}
 end
-local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
-local frame = ARGV[1] .. offset .. ARGV[14] .. epoch .. ARGV[2]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'f', frame)
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-if ARGV[10] == '1' then
-  redis.call('SET', KEYS[3], offset .. '|' .. epoch .. '|' .. ARGV[12] .. '|' .. ARGV[3], 'EX', ARGV[7])
+`;
+
+/** Number of ARGV entries one append takes (see APPEND_FUNCTION). */
+export const APPEND_ARGS = 14;
+
+/** KEYS: meta, history, dedup.  ARGV: the 14 arguments of APPEND_FUNCTION.  Returns what it returns. */
+export const APPEND = `${APPEND_FUNCTION}
+return append(KEYS[1], KEYS[2], KEYS[3], 0)
+`;
+
+/** rate(counter, limit per second): counts one message; returns 0, or the ms until the window resets. */
+const RATE_FUNCTION = `
+local function rate(key, limit)
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, 1000) end
+  if n > tonumber(limit) then
+    local ttl = redis.call('PTTL', key)
+    if ttl < 1 then ttl = 1 end
+    return ttl
+  end
+  return 0
 end
-redis.call(ARGV[11], ARGV[9], 'e|' .. offset .. '|' .. epoch .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. frame)
-return {1, offset, epoch}
+`;
+
+/** KEYS: counter.  ARGV: limit per second.  Returns 0 or the ms until the window resets. */
+export const RATE = `${RATE_FUNCTION}
+return rate(KEYS[1], ARGV[1])
+`;
+
+/**
+ * A DM in one call: KEYS: the recipient's meta, history, dedup and connections zset; then, when ARGV[2] is '1',
+ * the sender's meta, history and dedup; then, when ARGV[1] is not '0', the sender's rate counter. Every key of a
+ * call must share one slot under Redis Cluster, so there it is called with the recipient's keys alone.
+ * ARGV: rate limit per second ('0' = none), sender copy ('1'|'0'), the recipient copy's 14 append arguments, then
+ * (with a sender copy) the sender copy's 14.
+ * In order: counts the message against the rate (as RATE: over it, stores nothing and returns {-1, ms to wait});
+ * appends the recipient's copy; when that was stored (not a duplicate), appends the sender's copy, which carries
+ * the same id and ts; reads the recipient's connections.
+ * Returns {1, offset, epoch, connections} or {0, "offset|epoch|id|ts", '', connections} for a duplicate recipient
+ * copy: the sender's copy is then not written here (its dedup key is named by the first id, which the caller did
+ * not know), and the caller writes it with the first id and ts.
+ * connections are the zset's members, "<node>|<connection>".
+ */
+export const DM = `${APPEND_FUNCTION}${RATE_FUNCTION}
+local sender = ARGV[2] == '1'
+if ARGV[1] ~= '0' then
+  local wait = rate(KEYS[sender and 8 or 5], ARGV[1])
+  if wait > 0 then return {-1, wait} end
+end
+local r = append(KEYS[1], KEYS[2], KEYS[3], 2)
+if r[1] == 1 and sender then append(KEYS[5], KEYS[6], KEYS[7], 2 + ${APPEND_ARGS}) end
+local conns = redis.call('ZRANGE', KEYS[4], 0, -1)
+if r[1] == 1 then return {1, r[2], r[3], conns} end
+return {0, r[2], '', conns}
 `;
 
 /**
@@ -140,18 +199,6 @@ elseif ARGV[1] == 'remove' then
   redis.call('HDEL', KEYS[2], ARGV[3])
 end
 return {redis.call('ZCARD', KEYS[1]), changed}
-`;
-
-/** KEYS: counter.  ARGV: limit per second.  Returns 0 or the ms until the window resets. */
-export const RATE = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], 1000) end
-if n > tonumber(ARGV[1]) then
-  local ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 1 then ttl = 1 end
-  return ttl
-end
-return 0
 `;
 
 /**

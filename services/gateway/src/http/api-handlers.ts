@@ -7,7 +7,6 @@ import {
   MAX_USER_LENGTH,
   ProtocolError,
   RawJson,
-  storedEventParts,
   validateCommand,
   validUserId,
   type DirectMessageReply,
@@ -15,7 +14,8 @@ import {
   type ParsedCommand,
   type PublishReply,
 } from '../../../../protocol';
-import { store } from '../session/messages';
+import { dmReply, store } from '../session/messages';
+import { newMessageId } from '../session/ids';
 import type { ServerApi } from './api';
 
 /** What the API handlers need of the node. */
@@ -58,7 +58,7 @@ export async function apiPublish(
   key: string | undefined,
   from: string,
 ): Promise<PublishReply> {
-  return store(ctx, { kind: 'room', name: room }, 'message', from, { room }, body, key);
+  return store(ctx, room, from, body, key);
 }
 
 /** Server API DM, as `from` (a user: its other connections get the sender's copy) or as "server". */
@@ -69,16 +69,18 @@ export async function apiDm(
   key: string | undefined,
   from: string,
 ): Promise<DirectMessageReply> {
-  const reply = await store(ctx, { kind: 'inbox', name: to }, 'dm', from, { to }, body, key);
-  if (from !== 'server' && from !== to && !reply.duplicate) {
-    const { id, ts } = reply;
-    await ctx.engine.append(
-      { kind: 'inbox', name: from },
-      { id, ts, frame: storedEventParts('dm', { id, from, to, ts }, body) },
-    );
-  }
-  const delivered = await ctx.engine.connectionCount(to);
-  return { ...reply, delivered, live: delivered > 0, stored: true };
+  const result = await ctx.engine.dm({
+    from,
+    to,
+    id: newMessageId(),
+    ts: Date.now(),
+    body,
+    key,
+    senderCopy: from !== 'server',
+  });
+  // The API is not rate limited: no rate is given, so the engine never answers `limited`.
+  if (result.limited) throw new Error('a DM without a rate was rate limited');
+  return dmReply(result);
 }
 
 export async function apiHistory(

@@ -1,6 +1,11 @@
-// Messages: publish to a room and direct messages, both through one store-then-fan-out.
-import type { StreamRef } from '../engine/engine';
-import { ProtocolError, storedEventParts, type PublishReply } from '../../../../protocol';
+// Messages: publish to a room (store, then fan out) and direct messages (both copies in one engine call).
+import type { DirectMessageResult } from '../engine/engine';
+import {
+  ProtocolError,
+  storedEventParts,
+  type DirectMessageReply,
+  type PublishReply,
+} from '../../../../protocol';
 import type { Handled, Session, SessionContext } from './context';
 import { newMessageId } from './ids';
 
@@ -8,10 +13,12 @@ import { newMessageId } from './ids';
 export async function userRate(ctx: SessionContext, user: string): Promise<void> {
   if (ctx.config.limits.userMsgRate === 0) return;
   const wait = await ctx.engine.userRate(user, ctx.config.limits.userMsgRate);
-  if (wait > 0) {
-    ctx.metrics.rateLimited.inc({ scope: 'user' });
-    throw new ProtocolError('rate_limited', 'too many messages from this user', wait);
-  }
+  if (wait > 0) userLimited(ctx, wait);
+}
+
+function userLimited(ctx: SessionContext, waitMs: number): never {
+  ctx.metrics.rateLimited.inc({ scope: 'user' });
+  throw new ProtocolError('rate_limited', 'too many messages from this user', waitMs);
 }
 
 export async function publish(
@@ -32,32 +39,31 @@ export async function publish(
     if (decision.body !== undefined) body = decision.body;
   }
   return {
-    reply: await store(ctx, { kind: 'room', name: room }, 'message', client.user, { room }, body, key),
+    reply: await store(ctx, room, client.user, body, key),
   };
 }
 
-/** Stores and fans out one message (room message or DM copy); shared by `publish`, `dm` and the server API. */
+/** Stores and fans out one room message; shared by `publish` and the server API. */
 export async function store(
   ctx: Pick<SessionContext, 'engine' | 'onRoomMessage'>,
-  ref: StreamRef,
-  type: 'message' | 'dm',
+  room: string,
   from: string,
-  extra: { room?: string; to?: string },
   body: string,
   key?: string,
-  skip?: string,
 ): Promise<PublishReply> {
   const id = newMessageId();
   const ts = Date.now();
-  const result = await ctx.engine.append(ref, {
-    id,
-    ts,
-    frame: storedEventParts(type, { ...extra, id, from, ts }, body),
-    dedup: key ? { scope: from, key } : undefined,
-    skip,
-  });
-  if (ctx.onRoomMessage && ref.kind === 'room' && !result.duplicate)
-    ctx.onRoomMessage(ref.name, {
+  const result = await ctx.engine.append(
+    { kind: 'room', name: room },
+    {
+      id,
+      ts,
+      frame: storedEventParts('message', { room, id, from, ts }, body),
+      dedup: key ? { scope: from, key } : undefined,
+    },
+  );
+  if (ctx.onRoomMessage && !result.duplicate)
+    ctx.onRoomMessage(room, {
       id: result.id,
       offset: result.offset,
       epoch: result.epoch,
@@ -75,9 +81,10 @@ export async function store(
 }
 
 /**
- * A DM is two copies in two inboxes (two Cluster slots): the recipient's, deduplicated on (sender, key), and
- * the sender's, deduplicated on the message id. Each write is idempotent on its own key, so `ok` means both
- * are stored, and a retry with the same key writes whichever is missing and answers the first result.
+ * A DM is two copies in two inboxes, the recipient's and the sender's (for the sender's other connections; the
+ * sending one has the reply), written by one engine call: see Engine.dm and docs/RELIABILITY.md "DMs are written
+ * whole". `ok` means both are stored; a retry with the same key writes whichever is missing and answers the first
+ * result. USER_MSG_RATE is counted in the same call.
  */
 export async function dm(
   ctx: SessionContext,
@@ -87,23 +94,32 @@ export async function dm(
   key?: string,
 ): Promise<Handled<'dm'>> {
   const { client } = session;
-  await userRate(ctx, client.user);
-  const reply = await store(ctx, { kind: 'inbox', name: to }, 'dm', client.user, { to }, body, key);
-  if (to !== client.user) {
-    // The sender's copy, for the sender's other connections and their recovery; the sending one has the reply.
-    const { id, ts } = reply;
-    await ctx.engine.append(
-      { kind: 'inbox', name: client.user },
-      {
-        id,
-        ts,
-        frame: storedEventParts('dm', { id, from: client.user, to, ts }, body),
-        // Without a key a retry is a new DM anyway: no dedup record to keep.
-        dedup: key === undefined ? undefined : { scope: '', key: id },
-        skip: client.id,
-      },
-    );
-  }
-  const delivered = await ctx.engine.connectionCount(to);
-  return { reply: { ...reply, delivered, live: delivered > 0, stored: true } };
+  const result = await ctx.engine.dm({
+    from: client.user,
+    to,
+    id: newMessageId(),
+    ts: Date.now(),
+    body,
+    key,
+    senderCopy: true,
+    skip: client.id,
+    rate: ctx.config.limits.userMsgRate,
+  });
+  if (result.limited) userLimited(ctx, result.waitMs);
+  return { reply: dmReply(result) };
+}
+
+/** The `dm` reply (docs/PROTOCOL.md) of a stored DM; shared with the server API. */
+export function dmReply(result: Extract<DirectMessageResult, { limited: false }>): DirectMessageReply {
+  const { message, delivered } = result;
+  return {
+    id: message.id,
+    offset: message.offset,
+    epoch: message.epoch,
+    ts: message.ts,
+    duplicate: message.duplicate,
+    delivered,
+    live: delivered > 0,
+    stored: true,
+  };
 }
