@@ -41,6 +41,7 @@ const keys = (o: object) => Object.keys(o);
 const REDIS_COMMANDS = [
   'ping',
   'append',
+  'dm',
   'read',
   'presence',
   'index',
