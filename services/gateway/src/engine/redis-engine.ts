@@ -545,7 +545,6 @@ export class RedisEngine implements Engine {
     await this.bus.unsubscribe(channel);
   }
 
-  /** Runs a command, reporting its latency; any failure becomes UnavailableError. */
   /**
    * Runs one Redis call the gateway waits on, failing with UnavailableError at REDIS_COMMAND_TIMEOUT_MS at the
    * latest: ioredis's own commandTimeout bounds each command it writes, but not time spent before that (a
