@@ -19,11 +19,14 @@ import { GeneratorPool, type PhaseResult } from './lib/pool';
 import { busyCores, cpuTimes, sampleProc, type ProcSample } from './lib/proc';
 import { encodingRows, markdownTable, num, tableRows, textTable } from './lib/report';
 import {
+  idleSlope,
   summarise,
   sustained,
   type BenchResult,
+  type ConnectStorm,
   type IdleLevel,
   type PhaseSummary,
+  type ReconnectStorm,
   type SystemResult,
 } from './lib/results';
 import { run, startNode, startRedis, type NodeProc, type ServerProc } from './lib/servers';
@@ -37,7 +40,9 @@ const USAGE = `usage: npm run bench -- [options]
   --generators N        generator processes (default 2)
   --addresses N         loopback source addresses 127.0.0.2 ... (default 4)
   --only relay|socketio|floor  run one system only
-  --scenarios LIST      some of idle,fanout,chat,dm (default all)
+  --scenarios LIST      some of idle,fanout,chat,dm,connect,storm (default all; storm runs on connect's connections,
+                        and connect's figures come with it)
+  --connections N       connections of the connect + join storm (default 20000, quick 1000; capped by ulimit -n)
   --no-reference        skip redis-benchmark and the single-node local fanout
   --out DIR             results directory (default bench-results)
   --docs                also write the charts to docs/
@@ -45,7 +50,12 @@ const USAGE = `usage: npm run bench -- [options]
   --wait-quiet SECONDS  first wait up to this long for other work on the machine to stop (default: 600, quick: 0)`;
 
 interface Plan {
+  /** Idle connections on one node; the settled-RSS slope is taken between the first and the last level. */
   idleLevels: number[];
+  /** Connect + join storm over both nodes, each connection joining one of `rooms` rooms. */
+  connect: { connections: number; rooms: number };
+  /** Reconnect storm: publish rate (messages/s, from the surviving node's clients) while it goes on. */
+  storm: { ratePerSec: number; durationMs: number };
   fanout: { rooms: number; subscribers: number; rates: number[]; stepMs: number };
   chat: { rooms: number; size: number; intervalMs: number; durationMs: number };
   dm: { pairs: number; ratePerSec: number; durationMs: number };
@@ -54,7 +64,9 @@ interface Plan {
 }
 
 const FULL: Plan = {
-  idleLevels: [10000, 50000, 100000],
+  idleLevels: [5000, 10000, 19000],
+  connect: { connections: 20000, rooms: 100 },
+  storm: { ratePerSec: 50, durationMs: 2000 },
   fanout: { rooms: 10, subscribers: 500, rates: [20, 50, 100, 200, 400, 800, 1600], stepMs: 5000 },
   chat: { rooms: 2000, size: 5, intervalMs: 10000, durationMs: 30000 },
   dm: { pairs: 1000, ratePerSec: 500, durationMs: 10000 },
@@ -63,7 +75,9 @@ const FULL: Plan = {
 };
 
 const QUICK: Plan = {
-  idleLevels: [2000],
+  idleLevels: [1000, 2000],
+  connect: { connections: 1000, rooms: 100 },
+  storm: { ratePerSec: 20, durationMs: 1000 },
   fanout: { rooms: 10, subscribers: 50, rates: [20, 100], stepMs: 2000 },
   chat: { rooms: 200, size: 5, intervalMs: 2000, durationMs: 4000 },
   dm: { pairs: 100, ratePerSec: 100, durationMs: 2000 },
@@ -148,6 +162,30 @@ async function settle(pids: number[], maxMs = 60000): Promise<number> {
     const used = pids.reduce((s, p, i) => s + sampleProc(p).cpuSeconds - before[i]!, 0);
     if (used < 0.05 || performance.now() - started > maxMs) return performance.now() - started;
   }
+}
+
+/**
+ * A CPU meter over a piece of work (a storm): first measures what the processes use at rest over a second, then
+ * `stop()` waits until they are quiet again and returns each one's CPU seconds since the meter started, less its
+ * rest rate over that time, with the seconds elapsed.
+ */
+async function cpuMeter(procs: ServerProc[]) {
+  const r0 = cpuOf(procs);
+  const tr = performance.now();
+  await sleep(1000);
+  const start = cpuOf(procs);
+  const t0 = performance.now();
+  const rest = start.map((x, i) => (x.cpuSeconds - r0[i]!.cpuSeconds) / ((t0 - tr) / 1000));
+  return {
+    async stop(): Promise<{ seconds: number; cpu: number[] }> {
+      await settle(procs.map((p) => p.pid));
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = cpuOf(procs).map((x, i) =>
+        Math.max(0, x.cpuSeconds - start[i]!.cpuSeconds - rest[i]! * seconds),
+      );
+      return { seconds, cpu };
+    },
+  };
 }
 
 /** Waits (up to maxMs) for other work on the machine to fall under 0.3 cores over 3 s. Returns the last reading. */
@@ -486,6 +524,129 @@ async function onePhase(
   }
 }
 
+/** Connections of the connect storm: the plan's, capped so that one node can hold them all after a reconnect storm. */
+function stormSize(ctx: Ctx): number {
+  return Math.min(ctx.plan.connect.connections, ctx.perProcessCap);
+}
+
+/**
+ * Connect + join storm: `stormSize` connections over both nodes, each joining one of the plan's rooms right after its
+ * welcome; then, with `storm` in the scenarios, the reconnect storm on the same connections.
+ */
+async function storms(
+  ctx: Ctx,
+  system: System,
+  nodes: NodeProc[],
+  redis: ServerProc,
+  label: string,
+  result: SystemResult,
+) {
+  const total = stormSize(ctx);
+  const rooms = ctx.plan.connect.rooms;
+  const pool = GeneratorPool.start({ script: GENERATOR, count: ctx.generators, cpus: ctx.generatorCpus });
+  live.add(pool);
+  const problems = result.problems;
+  try {
+    const urls = nodes.map((n) => n.clientUrl);
+    await pool.init({
+      ...layoutFor(ctx, system, 'rooms', urls, total, Math.ceil(total / rooms)),
+      userPrefix: 'storm-u',
+      roomPrefix: 'storm-r',
+    });
+    const meter = await cpuMeter([...nodes, redis]);
+    const c = await pool.connect(0, total, true);
+    const used = await meter.stop();
+    if (c.failed > 0)
+      problems.push(
+        `connect storm: ${c.failed} of ${total} connections failed to connect or join: ${c.errors.join('; ')}`,
+      );
+    const storm: ConnectStorm = {
+      connections: total,
+      rooms,
+      failed: c.failed,
+      rate: c.connected / (c.elapsedMs / 1000),
+      joinP99Ms: Histogram.from(c.joinLatency).quantile(0.99) / 1000,
+      seconds: used.seconds,
+      serverCpuMsPerConnection: ((used.cpu[0]! + used.cpu[1]!) * 1000) / Math.max(1, c.connected),
+      redisCpuMsPerConnection: (used.cpu[2]! * 1000) / Math.max(1, c.connected),
+    };
+    result.connect = storm;
+    log(
+      `${label} connect storm: ${c.connected} joined in ${(c.elapsedMs / 1000).toFixed(1)} s (${num(storm.rate)}/s), ` +
+        `join p99 ${storm.joinP99Ms.toFixed(0)} ms, quiet after ${used.seconds.toFixed(1)} s; server CPU ` +
+        `${storm.serverCpuMsPerConnection.toFixed(3)} ms/conn, Redis ${storm.redisCpuMsPerConnection.toFixed(3)} ms/conn`,
+    );
+    if (ctx.scenarios.has('storm'))
+      result.reconnect = await reconnectStorm(ctx, system, pool, nodes, redis, label, problems);
+    if (pool.lost() > 0) problems.push(`storms: ${pool.lost()} connections closed by the server`);
+    if (pool.gapped() > 0) problems.push(`storms: the server announced gaps over ${pool.gapped()} messages`);
+  } finally {
+    await stopAll([], pool);
+  }
+}
+
+/**
+ * Reconnect storm: SIGKILLs the second node while the first node's clients publish a little into the rooms; the
+ * killed node's clients reconnect to the first node and rejoin their rooms (relaychat: from the offset they had, so
+ * what was published meanwhile is replayed). Leaves one node running: run it last.
+ */
+async function reconnectStorm(
+  ctx: Ctx,
+  system: System,
+  pool: GeneratorPool,
+  nodes: NodeProc[],
+  redis: ServerProc,
+  label: string,
+  problems: string[],
+): Promise<ReconnectStorm> {
+  const [survivor, victim] = nodes as [NodeProc, NodeProc];
+  const { ratePerSec, durationMs } = ctx.plan.storm;
+  await pool.arm(victim.clientUrl);
+  const meter = await cpuMeter([survivor, redis]);
+  const k = nextPhase++;
+  const sending = pool.phase(k, ratePerSec, durationMs);
+  const t0 = performance.now();
+  await victim.kill();
+  const back = await pool.reconnect(survivor.clientUrl);
+  const seconds = (performance.now() - t0) / 1000;
+  const sent = await sending;
+  await pool.drain([k], sent.expected, 2000, 20000);
+  const used = await meter.stop();
+  const traffic = summarise(
+    (await pool.collect([k])).get(k)!,
+    ratePerSec,
+    used.seconds,
+    used.cpu[0]!,
+    used.cpu[1]!,
+  );
+  const clients = back.connected + back.failed;
+  const out: ReconnectStorm = {
+    clients,
+    failed: back.failed,
+    unrecovered: back.unrecovered,
+    seconds,
+    rejoinP99Ms: Histogram.from(back.joinLatency).quantile(0.99) / 1000,
+    survivorCpuMsPerReconnect: (used.cpu[0]! * 1000) / Math.max(1, back.connected),
+    traffic,
+  };
+  log(
+    `${label} reconnect storm: ${back.connected} of ${clients} back in ${seconds.toFixed(1)} s, ` +
+      `survivor CPU ${out.survivorCpuMsPerReconnect.toFixed(3)} ms/reconnect; traffic: ${traffic.published} published, ` +
+      `${traffic.lost} lost, ${traffic.duplicates} duplicates, ${traffic.publishErrors} refused` +
+      (system === 'relay' ? `, ${back.unrecovered} not recovered` : ''),
+  );
+  if (back.failed > 0)
+    problems.push(
+      `reconnect storm: ${back.failed} of ${clients} clients did not get back: ${back.errors.join('; ')}`,
+    );
+  if (back.unrecovered > 0) problems.push(`reconnect storm: ${back.unrecovered} resumed joins not recovered`);
+  if (traffic.duplicates > 0) problems.push(`reconnect storm: ${traffic.duplicates} duplicate deliveries`);
+  // Only relaychat recovers: the others' clients miss what was published while they were away, by design.
+  if (system === 'relay' && traffic.lost > 0)
+    problems.push(`reconnect storm: ${traffic.lost} of ${traffic.expected} deliveries never arrived`);
+  return out;
+}
+
 async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
   const label = { relay: 'relaychat', socketio: 'Socket.IO', floor: 'floor' }[system];
   const result: SystemResult = {
@@ -508,6 +669,7 @@ async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
       live.add(pool);
       try {
         result.idle = await idle(ctx, system, nodes[0]!, pool, result.problems);
+        result.idleSlope = idleSlope(result.idle);
         if (pool.lost() > 0) result.problems.push(`idle: ${pool.lost()} connections closed by the server`);
       } finally {
         await stopAll([], pool);
@@ -582,6 +744,10 @@ async function runSystem(ctx: Ctx, system: System): Promise<SystemResult> {
       result.dm = d.summary;
       result.problems.push(...d.problems);
     }
+
+    // Last: the reconnect storm kills a node.
+    if (ctx.scenarios.has('connect') || ctx.scenarios.has('storm'))
+      await storms(ctx, system, nodes, redis!, label, result);
   } catch (e) {
     result.problems.push(`${label}: ${(e as Error).message}`);
   } finally {
@@ -650,7 +816,8 @@ async function main(): Promise<number> {
       docs: { type: 'boolean', default: false },
       'wait-quiet': { type: 'string' },
       retries: { type: 'string' },
-      scenarios: { type: 'string', default: 'idle,fanout,chat,dm' },
+      scenarios: { type: 'string', default: 'idle,fanout,chat,dm,connect,storm' },
+      connections: { type: 'string' },
       help: { type: 'boolean', default: false },
     },
   });
@@ -658,7 +825,11 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const plan = values.quick ? QUICK : FULL;
+  const base = values.quick ? QUICK : FULL;
+  const plan: Plan =
+    values.connections === undefined
+      ? base
+      : { ...base, connect: { ...base.connect, connections: Math.max(2, Number(values.connections)) } };
   const all: System[] = ['relay', 'socketio', 'floor'];
   if (values.only !== undefined && !all.includes(values.only as System)) {
     console.error(`bench: --only takes one of ${all.join(', ')}`);
@@ -710,6 +881,15 @@ async function main(): Promise<number> {
       'connection. Raise it (ulimit -n 1048576; the hard limit needs root or /etc/security/limits.conf).';
     log(msg);
     result.notes.push(msg);
+  }
+  if (ctx.scenarios.has('connect') || ctx.scenarios.has('storm')) {
+    if (stormSize(ctx) < plan.connect.connections) {
+      const msg =
+        `connect storm capped at ${num(stormSize(ctx))} connections (of ${num(plan.connect.connections)}): after the ` +
+        `reconnect storm one node holds them all, and \`ulimit -n\` is ${noFile} here.`;
+      log(msg);
+      result.notes.push(msg);
+    }
   }
   const needed = Math.max(plan.chat.rooms * plan.chat.size, plan.fanout.rooms * plan.fanout.subscribers);
   if (needed / ctx.generators > ctx.perProcessCap || needed / 2 > ctx.perProcessCap) {

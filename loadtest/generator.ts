@@ -2,16 +2,25 @@
 // slice of a scenario's connections, publishes at the rate it is told, and counts what its connections receive:
 // distinct deliveries and duplicates from per-stream sequence numbers, end-to-end latency from the send time in
 // each body. It answers every request with an Envelope (see lib/ipc.ts).
-import { connect, nowUs, type LoadClient, type Payload } from './lib/clients';
+import { connect, nowUs, type ClientHandlers, type LoadClient, type Payload } from './lib/clients';
 import { Histogram } from './lib/histogram';
 import type { ConnectResult, Envelope, Layout, PhaseSent, PhaseStatsJson, Reply, Request } from './lib/ipc';
 import { roomIndexOf, roomMembers, userOf } from './lib/ipc';
 import { SeqWindow } from './lib/seq';
 import { signToken } from './lib/token';
 
-interface Conn {
-  index: number;
-  client: LoadClient;
+class Conn {
+  client?: LoadClient;
+  /** Set by `arm`: the node is about to be killed; the close is expected and the connection does not publish. */
+  moving?: { closed: Promise<void>; close(): void };
+  readonly handlers: ClientHandlers;
+
+  constructor(
+    readonly index: number,
+    public url: string,
+  ) {
+    this.handlers = handlersFor(this);
+  }
 }
 
 class PhaseState {
@@ -70,7 +79,8 @@ function phase(k: number): PhaseState {
   return p;
 }
 
-function handlersFor() {
+/** One connection's handlers, kept across its reconnects so a message replayed after one counts as a duplicate. */
+function handlersFor(conn: Conn): ClientHandlers {
   const windows = new Map<string, SeqWindow>();
   return {
     deliver(body: Payload, wireBytes: number): void {
@@ -87,7 +97,8 @@ function handlersFor() {
       }
     },
     lost(): void {
-      lost += 1;
+      if (conn.moving) conn.moving.close();
+      else lost += 1;
     },
     gap(count: number): void {
       gapped += count;
@@ -95,60 +106,121 @@ function handlersFor() {
   };
 }
 
-async function connectRange(l: Layout, from: number, to: number, join: boolean): Promise<ConnectResult> {
+const roomOf = (l: Layout, i: number) => `${l.roomPrefix}${roomIndexOf(l, i)}`;
+
+/**
+ * Connects each of `targets` to its `url` (and joins its room: from the position its previous client reached when
+ * `resume`), with `connectConcurrency` attempts in flight: the shared step of a connect storm and a reconnect storm.
+ */
+async function connectAll(
+  l: Layout,
+  targets: Conn[],
+  join: boolean,
+  resume: boolean,
+): Promise<ConnectResult> {
   const started = performance.now();
-  const latency = new Histogram();
+  const welcome = new Histogram();
+  const joined = new Histogram();
   const errors: string[] = [];
-  let next = from;
-  let connected = 0;
-  let failed = 0;
   const failedIndices: number[] = [];
+  let connected = 0;
+  let unrecovered = 0;
+  let next = 0;
+  const fail = (c: Conn, what: string, e: Error) => {
+    failedIndices.push(c.index);
+    if (errors.length < 5) errors.push(`${what} ${c.index}: ${e.message}`);
+  };
   const worker = async () => {
-    while (next < to) {
-      const i = next++;
+    while (next < targets.length) {
+      const c = targets[next++]!;
+      const room = roomOf(l, c.index);
+      const since = resume ? c.client?.position(room) : undefined;
       const t0 = nowUs();
       let client: LoadClient;
       try {
         client = await connect(
           l.system,
           {
-            url: l.urls[i % l.urls.length]!,
-            token: signToken(userOf(l, i), l.secret),
+            url: c.url,
+            token: signToken(userOf(l, c.index), l.secret),
             localAddress:
-              l.localAddresses.length > 0 ? l.localAddresses[i % l.localAddresses.length] : undefined,
+              l.localAddresses.length > 0 ? l.localAddresses[c.index % l.localAddresses.length] : undefined,
             timeoutMs: l.timeoutMs,
             encoding: l.encoding,
           },
-          handlersFor(),
+          c.handlers,
         );
       } catch (e) {
-        failed += 1;
-        failedIndices.push(i);
-        if (errors.length < 5) errors.push(`connect ${i}: ${(e as Error).message}`);
+        fail(c, 'connect', e as Error);
         continue;
       }
-      latency.record(nowUs() - t0);
+      welcome.record(nowUs() - t0);
       try {
-        if (join && l.kind === 'rooms') await client.join(`${l.roomPrefix}${roomIndexOf(l, i)}`);
-        conns.push({ index: i, client });
+        if (join && l.kind === 'rooms') {
+          const r = await client.join(room, since);
+          joined.record(nowUs() - t0);
+          if (r.recovered === false) unrecovered += 1;
+        }
+        c.client = client;
         connected += 1;
       } catch (e) {
         client.close();
-        failed += 1;
-        failedIndices.push(i);
-        if (errors.length < 5) errors.push(`join ${i}: ${(e as Error).message}`);
+        fail(c, 'join', e as Error);
       }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, l.connectConcurrency) }, worker));
   return {
     connected,
-    failed,
+    failed: failedIndices.length,
     failedIndices,
     errors,
     elapsedMs: performance.now() - started,
-    connectLatency: latency.toJSON(),
+    connectLatency: welcome.toJSON(),
+    joinLatency: joined.toJSON(),
+    unrecovered,
   };
+}
+
+async function connectRange(l: Layout, from: number, to: number, join: boolean): Promise<ConnectResult> {
+  const targets = Array.from(
+    { length: to - from },
+    (_, k) => new Conn(from + k, l.urls[(from + k) % l.urls.length]!),
+  );
+  const r = await connectAll(l, targets, join, false);
+  const failed = new Set(r.failedIndices);
+  for (const c of targets) if (!failed.has(c.index)) conns.push(c);
+  return r;
+}
+
+/** Marks the connections to `url` as moving: their node is about to be killed. */
+function arm(url: string): void {
+  for (const c of conns) {
+    if (c.url !== url) continue;
+    let close!: () => void;
+    const closed = new Promise<void>((resolve) => (close = resolve));
+    c.moving = { closed, close };
+  }
+}
+
+/**
+ * Reconnects the moving connections to `url` once each has seen its socket close (or after the timeout), rejoining
+ * their rooms from their positions. Those that do not get back are dropped.
+ */
+async function reconnect(l: Layout, url: string): Promise<ConnectResult> {
+  const moving = conns.filter((c) => c.moving);
+  await Promise.all(
+    moving.map((c) =>
+      Promise.race([c.moving!.closed, new Promise((r) => setTimeout(r, l.timeoutMs))]).then(() => {
+        c.url = url;
+      }),
+    ),
+  );
+  const r = await connectAll(l, moving, true, true);
+  for (const c of moving) c.moving = undefined;
+  const failed = new Set(r.failedIndices);
+  if (failed.size > 0) conns.splice(0, conns.length, ...conns.filter((c) => !failed.has(c.index)));
+  return r;
 }
 
 function runPhase(l: Layout, k: number, ratePerSec: number, durationMs: number): Promise<PhaseSent> {
@@ -161,20 +233,31 @@ function runPhase(l: Layout, k: number, ratePerSec: number, durationMs: number):
   let lastSentAt = 0;
   const start = performance.now();
 
+  /** The next connection that may publish (not one whose node is about to be killed), if any. */
+  const publisher = () => {
+    for (let tries = 0; tries < conns.length; tries++) {
+      const c = conns[rr++ % conns.length]!;
+      if (!c.moving) return c;
+    }
+    return undefined;
+  };
+
   const sendOne = () => {
-    const c = conns[rr++ % conns.length]!;
+    const c = publisher();
+    if (!c?.client) return;
+    const client = c.client;
     let stream: string;
     let send: (body: Payload) => Promise<void>;
     let deliveries: number;
     if (l.kind === 'dm') {
       stream = `u${c.index}`;
       const to = userOf(l, c.index ^ 1);
-      send = (body) => c.client.dm(to, body);
+      send = (body) => client.dm(to, body);
       deliveries = absent.has(c.index ^ 1) ? 0 : 1;
     } else {
-      const room = `${l.roomPrefix}${roomIndexOf(l, c.index)}`;
+      const room = roomOf(l, c.index);
       stream = `${genId}:${room}`;
-      send = (body) => c.client.publish(room, body);
+      send = (body) => client.publish(room, body);
       deliveries = roomMembers(l, c.index, absent);
     }
     const s = (streamSeq.get(stream) ?? 0) + 1;
@@ -239,6 +322,11 @@ async function handle(req: Request): Promise<Reply> {
     case 'absent':
       for (const i of req.indices) absent.add(i);
       return { type: 'ok' };
+    case 'arm':
+      arm(req.url);
+      return { type: 'ok' };
+    case 'reconnect':
+      return { type: 'connected', ...(await reconnect(layout!, req.url)) };
     case 'phase':
       return { type: 'sent', ...(await runPhase(layout!, req.phase, req.ratePerSec, req.durationMs)) };
     case 'progress': {
@@ -252,7 +340,7 @@ async function handle(req: Request): Promise<Reply> {
       return { type: 'collected', phases: out };
     }
     case 'close':
-      for (const c of conns) c.client.close();
+      for (const c of conns) c.client?.close();
       conns.length = 0;
       return { type: 'ok' };
   }

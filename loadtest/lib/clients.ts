@@ -42,8 +42,22 @@ export interface ClientHandlers {
   gap(count: number): void;
 }
 
+/** Where a connection is in a room's stream (relaychat only: the offset and epoch of its last message). */
+export interface Position {
+  offset: number;
+  epoch: string;
+}
+
+export interface JoinResult {
+  /** Only when the join resumed from a position: whether everything after it was still kept (relaychat). */
+  recovered?: boolean;
+}
+
 export interface LoadClient {
-  join(room: string): Promise<void>;
+  /** Joins `room`; with `since` (relaychat), replays what came after that position first. */
+  join(room: string, since?: Position): Promise<JoinResult>;
+  /** The last position this connection reached in `room`, to resume from after a reconnect (relaychat only). */
+  position(room: string): Position | undefined;
   publish(room: string, body: Payload): Promise<void>;
   dm(to: string, body: Payload): Promise<void>;
   close(): void;
@@ -72,8 +86,15 @@ export class CommandError extends Error {
   }
 }
 
+/** A reply's result fields (protocol v1 puts them next to `re` and `ok`). */
+interface ReplyFields {
+  offset?: number;
+  epoch?: string;
+  recovered?: boolean;
+}
+
 interface Pending {
-  resolve(): void;
+  resolve(reply: ReplyFields): void;
   reject(e: Error): void;
 }
 
@@ -81,6 +102,7 @@ interface Pending {
 class RelayClient implements LoadClient {
   private nextId = 1;
   private pending = new Map<number, Pending>();
+  private positions = new Map<string, Position>();
   private closing = false;
 
   constructor(
@@ -97,7 +119,12 @@ class RelayClient implements LoadClient {
         error?: { code: string; message: string };
         from?: number;
         to?: number;
+        room?: string;
+        offset?: number;
+        epoch?: string;
       };
+      if (msg.type === 'message' && msg.room !== undefined && typeof msg.offset === 'number')
+        this.positions.set(msg.room, { offset: msg.offset, epoch: msg.epoch ?? '' });
       if (msg.type === 'message' || msg.type === 'dm') {
         if (msg.body && typeof msg.body.s === 'number') handlers.deliver(msg.body, data.length);
         return;
@@ -110,7 +137,7 @@ class RelayClient implements LoadClient {
         const p = this.pending.get(msg.re);
         if (!p) return;
         this.pending.delete(msg.re);
-        if (msg.ok) p.resolve();
+        if (msg.ok) p.resolve(msg);
         else p.reject(new CommandError(msg.error?.code ?? 'unknown', msg.error?.message ?? ''));
       }
     });
@@ -121,25 +148,37 @@ class RelayClient implements LoadClient {
     });
   }
 
-  private request(cmd: Record<string, unknown>): Promise<void> {
+  private request(cmd: Record<string, unknown>): Promise<ReplyFields> {
     const id = this.nextId++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<ReplyFields>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       if (this.encoding === 'msgpack') this.ws.send(packr.pack({ id, ...cmd }), { binary: true });
       else this.ws.send(JSON.stringify({ id, ...cmd }));
     });
   }
 
-  join(room: string): Promise<void> {
-    return this.request({ type: 'join', room });
+  async join(room: string, since?: Position): Promise<JoinResult> {
+    const r = await this.request(since ? { type: 'join', room, since } : { type: 'join', room });
+    // Live messages continue from the join reply's offset; a resumed join replays from `since` first. The floor's
+    // reply carries no offset.
+    if (!this.positions.has(room)) {
+      if (since) this.positions.set(room, since);
+      else if (typeof r.offset === 'number')
+        this.positions.set(room, { offset: r.offset, epoch: r.epoch ?? '' });
+    }
+    return { recovered: r.recovered };
   }
 
-  publish(room: string, body: Payload): Promise<void> {
-    return this.request({ type: 'publish', room, body });
+  position(room: string): Position | undefined {
+    return this.positions.get(room);
   }
 
-  dm(to: string, body: Payload): Promise<void> {
-    return this.request({ type: 'dm', to, body });
+  async publish(room: string, body: Payload): Promise<void> {
+    await this.request({ type: 'publish', room, body });
+  }
+
+  async dm(to: string, body: Payload): Promise<void> {
+    await this.request({ type: 'dm', to, body });
   }
 
   close(): void {
@@ -221,8 +260,13 @@ class SocketIoClient implements LoadClient {
     });
   }
 
-  join(room: string): Promise<void> {
-    return this.emit('join', room);
+  async join(room: string): Promise<JoinResult> {
+    await this.emit('join', room);
+    return {};
+  }
+
+  position(): undefined {
+    return undefined;
   }
 
   publish(room: string, body: Payload): Promise<void> {

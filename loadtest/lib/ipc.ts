@@ -68,6 +68,10 @@ export type Request =
   | { type: 'init'; genId: number; layout: Layout }
   | { type: 'connect'; from: number; to: number; join: boolean }
   | { type: 'absent'; indices: number[] }
+  /** The node at `url` is about to be killed: its connections' closes are expected, and they stop publishing. */
+  | { type: 'arm'; url: string }
+  /** Reconnects every armed connection to `url` once its socket has closed, rejoining its room from its position. */
+  | { type: 'reconnect'; url: string }
   | { type: 'phase'; phase: number; ratePerSec: number; durationMs: number }
   | { type: 'progress' }
   | { type: 'collect'; phases: number[] }
@@ -82,6 +86,10 @@ export interface ConnectResult {
   elapsedMs: number;
   /** connect call -> welcome (relay) or connect event (Socket.IO), µs. */
   connectLatency: HistogramJson;
+  /** connect call -> join reply, µs (empty without joins). */
+  joinLatency: HistogramJson;
+  /** Resumed joins the server answered with `recovered: false` (relaychat; the history no longer reached back). */
+  unrecovered: number;
 }
 
 export interface PhaseSent {

@@ -111,26 +111,53 @@ export class GeneratorPool {
       from: from + Math.floor((i * n) / this.gens.length),
       to: from + Math.floor(((i + 1) * n) / this.gens.length),
     }));
-    const started = performance.now();
-    const results = await Promise.all(
-      slices.map((s) => this.request(s.g, { type: 'connect', from: s.from, to: s.to, join }, 'connected')),
+    return this.connected(
+      slices.map((s) => s.g),
+      (g, i) =>
+        this.request(g, { type: 'connect', from: slices[i]!.from, to: slices[i]!.to, join }, 'connected'),
     );
-    const latency = new Histogram();
+  }
+
+  /** Tells the generators that the node at `url` is about to be killed (its connections' closes are expected). */
+  async arm(url: string): Promise<void> {
+    await Promise.all(this.gens.map((g) => this.request(g, { type: 'arm', url }, 'ok')));
+  }
+
+  /** Reconnects the armed connections to `url` and rejoins their rooms from where they were. */
+  async reconnect(url: string): Promise<ConnectResult> {
+    return this.connected(this.gens, (g) => this.request(g, { type: 'reconnect', url }, 'connected'), false);
+  }
+
+  /** Runs one connect request per generator and merges the replies. */
+  private async connected(
+    gens: Gen[],
+    ask: (g: Gen, i: number) => Promise<ConnectResult>,
+    newConnections = true,
+  ): Promise<ConnectResult> {
+    const started = performance.now();
+    const results = await Promise.all(gens.map(ask));
+    const welcome = new Histogram();
+    const joined = new Histogram();
     const merged: ConnectResult = {
       connected: 0,
       failed: 0,
       failedIndices: [],
       errors: [],
       elapsedMs: 0,
-      connectLatency: latency.toJSON(),
+      connectLatency: welcome.toJSON(),
+      joinLatency: joined.toJSON(),
+      unrecovered: 0,
     };
     results.forEach((r, i) => {
-      slices[i]!.g.conns += r.connected;
+      if (newConnections) gens[i]!.conns += r.connected;
+      else gens[i]!.conns -= r.failed;
       merged.connected += r.connected;
       merged.failed += r.failed;
+      merged.unrecovered += r.unrecovered;
       merged.failedIndices.push(...r.failedIndices);
       merged.errors.push(...r.errors);
-      latency.merge(r.connectLatency);
+      welcome.merge(r.connectLatency);
+      joined.merge(r.joinLatency);
     });
     merged.elapsedMs = performance.now() - started;
     // Every generator must know who is missing, so that no message counts a delivery to a connection that failed.
@@ -138,7 +165,8 @@ export class GeneratorPool {
       await Promise.all(
         this.gens.map((g) => this.request(g, { type: 'absent', indices: merged.failedIndices }, 'ok')),
       );
-    merged.connectLatency = latency.toJSON();
+    merged.connectLatency = welcome.toJSON();
+    merged.joinLatency = joined.toJSON();
     return merged;
   }
 

@@ -92,6 +92,81 @@ function phaseRows(
   ];
 }
 
+/** The connect + join storm and the reconnect storm (one node killed) of the three systems. */
+function stormRows(
+  all: readonly [SystemResult | undefined, SystemResult | undefined, SystemResult | undefined],
+): Row[] {
+  const each = <T>(pick: (s: SystemResult) => T | undefined) =>
+    all.map((s) => (s ? pick(s) : undefined)) as [T | undefined, T | undefined, T | undefined];
+  const rows: Row[] = [];
+  const c = all.find((s) => s?.connect)?.connect;
+  if (c)
+    rows.push(
+      figure(
+        `connect + join storm, ${num(c.connections)} conns into ${num(c.rooms)} rooms (2 nodes): conns/s`,
+        each((s) => s.connect?.rate),
+        (x) => num(x),
+        'higher',
+      ),
+      figure(
+        '  connect → join reply p99, ms',
+        each((s) => s.connect?.joinP99Ms),
+        ms,
+        'lower',
+      ),
+      figure(
+        '  server CPU per connect + join (both nodes), ms',
+        each((s) => s.connect?.serverCpuMsPerConnection),
+        (x) => num(x, 3),
+        'lower',
+      ),
+      figure(
+        '  Redis CPU per connection, ms',
+        each((s) => s.connect?.redisCpuMsPerConnection),
+        (x) => num(x, 3),
+        'lower',
+      ),
+    );
+  const rc = all.find((s) => s?.reconnect)?.reconnect;
+  if (rc) {
+    const traffic = (s?: SystemResult) => {
+      const t = s?.reconnect?.traffic;
+      return t
+        ? `${num(t.lost)} / ${num(t.duplicates)} of ${num(t.expected)}${t.publishErrors ? ` (${num(t.publishErrors)} errors)` : ''}`
+        : '—';
+    };
+    rows.push(
+      figure(
+        `reconnect storm, ${num(rc.clients)} clients of a killed node: s until all back and joined (relaychat: recovered)`,
+        each((s) => s.reconnect?.seconds),
+        (x) => num(x, 2),
+        'lower',
+      ),
+      figure(
+        '  reconnect → join reply p99, ms',
+        each((s) => s.reconnect?.rejoinP99Ms),
+        ms,
+        'lower',
+      ),
+      figure(
+        '  surviving node CPU per reconnect, ms',
+        each((s) => s.reconnect?.survivorCpuMsPerReconnect),
+        (x) => num(x, 3),
+        'lower',
+      ),
+      [
+        '  messages sent meanwhile: lost / duplicates',
+        traffic(all[0]),
+        traffic(all[1]),
+        traffic(all[2]),
+        '',
+        '',
+      ],
+    );
+  }
+  return rows;
+}
+
 export function tableRows(r: BenchResult): Row[] {
   const relay: SystemResult | undefined = r.systems.find((s) => s.system === 'relay');
   const sio: SystemResult | undefined = r.systems.find((s) => s.system === 'socketio');
@@ -136,6 +211,23 @@ export function tableRows(r: BenchResult): Row[] {
       ),
     );
   }
+  const slope = all.find((s) => s?.idleSlope)?.idleSlope;
+  if (slope) {
+    rows.push(
+      figure(
+        `idle RSS slope ${num(slope.fromConnections)} → ${num(slope.toConnections)} conns, KB per conn`,
+        each((s) => (s?.idleSlope ? s.idleSlope.bytesPerConnection / 1024 : undefined)),
+        (x) => num(x, 2),
+        'lower',
+      ),
+      figure(
+        '  projected RSS at 100k conns, MB',
+        each((s) => (s?.idleSlope ? s.idleSlope.projected100kBytes / 2 ** 20 : undefined)),
+        (x) => num(x, 0),
+        'lower',
+      ),
+    );
+  }
   const first = (s?: SystemResult) => s?.idle[0];
   const firstN = all.map((s) => first(s)?.connections).find((x) => x !== undefined);
   if (firstN !== undefined) {
@@ -156,6 +248,8 @@ export function tableRows(r: BenchResult): Row[] {
       ),
     );
   }
+
+  rows.push(...stormRows(all));
 
   const rates = [...new Set(all.flatMap((s) => s?.fanout ?? []).map((p) => p.rate))].sort((x, y) => x - y);
   const fanoutSize = (r.config.fanout as { rooms: number; subscribers: number } | undefined) ?? {

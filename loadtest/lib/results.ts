@@ -14,6 +14,50 @@ export interface IdleLevel {
   connectP99Ms: number;
 }
 
+/** Settled RSS between the first and last idle levels on one node: what one more idle connection costs. */
+export interface IdleSlope {
+  fromConnections: number;
+  toConnections: number;
+  /** (RSS at the last level - RSS at the first) / (connections between them). */
+  bytesPerConnection: number;
+  /** RSS at the first level + the slope × the connections from there to 100,000. */
+  projected100kBytes: number;
+}
+
+/** N connections over both nodes, each joining one of `rooms` rooms right after its welcome. */
+export interface ConnectStorm {
+  connections: number;
+  rooms: number;
+  failed: number;
+  /** Connections joined per second, from the first attempt to the last join reply. */
+  rate: number;
+  /** connect call -> join reply, p99. */
+  joinP99Ms: number;
+  /** From the first attempt until the nodes were quiet again. */
+  seconds: number;
+  /** Both nodes' CPU over `seconds`, less their idle rate, per connection, ms. */
+  serverCpuMsPerConnection: number;
+  /** Redis's likewise. */
+  redisCpuMsPerConnection: number;
+}
+
+/** One node SIGKILLed: its clients reconnect to the other node and rejoin (relaychat: resume) their rooms. */
+export interface ReconnectStorm {
+  /** Clients of the killed node. */
+  clients: number;
+  failed: number;
+  /** Resumed joins answered `recovered: false` (relaychat). */
+  unrecovered: number;
+  /** From the SIGKILL until every client was back and had its join reply (relaychat: recovered). */
+  seconds: number;
+  /** connect call -> join reply of one reconnect, p99. */
+  rejoinP99Ms: number;
+  /** The surviving node's CPU from the kill until it was quiet again, less its idle rate, per reconnect, ms. */
+  survivorCpuMsPerReconnect: number;
+  /** Messages published into the rooms from the surviving node's clients while the storm went on. */
+  traffic: PhaseSummary;
+}
+
 export interface LatencySummary {
   p50Ms: number;
   p99Ms: number;
@@ -53,6 +97,9 @@ export interface SystemResult {
   system: 'relay' | 'socketio' | 'floor';
   label: string;
   idle: IdleLevel[];
+  idleSlope?: IdleSlope;
+  connect?: ConnectStorm;
+  reconnect?: ReconnectStorm;
   fanout: PhaseSummary[];
   /** Highest fanout step with p99 < 100 ms and nothing lost. */
   fanoutBest?: PhaseSummary;
@@ -85,6 +132,20 @@ export interface BenchResult {
   notes: string[];
   systems: SystemResult[];
   references: References;
+}
+
+/** The settled-RSS slope between the first and last idle levels; undefined with fewer than two levels. */
+export function idleSlope(levels: readonly IdleLevel[]): IdleSlope | undefined {
+  const a = levels[0];
+  const b = levels[levels.length - 1];
+  if (!a || !b || b.connections <= a.connections) return undefined;
+  const slope = (b.rssBytes - a.rssBytes) / (b.connections - a.connections);
+  return {
+    fromConnections: a.connections,
+    toConnections: b.connections,
+    bytesPerConnection: slope,
+    projected100kBytes: a.rssBytes + slope * (100_000 - a.connections),
+  };
 }
 
 export function latency(h: Histogram): LatencySummary {

@@ -10,6 +10,8 @@ export interface ServerProc {
   /** Set when the process exited before stop() was called: a crash. */
   readonly crashed?: string;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash would (not counted as one), and wait for the exit. */
+  kill(): Promise<void>;
 }
 
 export function freePort(): Promise<number> {
@@ -78,10 +80,11 @@ class Launched {
         return crashed();
       },
       stop: () => this.stop(),
+      kill: () => this.stop('SIGKILL'),
     };
   }
 
-  stop(): Promise<void> {
+  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     this.stopping = true;
     return new Promise<void>((resolve) => {
       if (this.exited) return resolve();
@@ -90,7 +93,7 @@ class Launched {
         clearTimeout(timer);
         resolve();
       });
-      this.child.kill('SIGTERM');
+      this.child.kill(signal);
     });
   }
 }
