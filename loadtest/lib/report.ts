@@ -39,6 +39,13 @@ const cores = (p?: PhaseSummary) =>
         .join(' / ')
     : '—';
 
+/** "lost / duplicates" of a phase, optionally "of" the deliveries expected, and the refused publishes. */
+const lostText = (p?: PhaseSummary, ofExpected = false) =>
+  p
+    ? `${num(p.lost)} / ${num(p.duplicates)}${ofExpected ? ` of ${num(p.expected)}` : ''}` +
+      (p.publishErrors ? ` (${num(p.publishErrors)} errors)` : '')
+    : '—';
+
 /** A row of one figure: the three systems' values and relaychat's ratio to the other two. */
 function figure(
   title: string,
@@ -62,10 +69,6 @@ function phaseRows(
   f: PhaseSummary | undefined,
 ): Row[] {
   const lat = (p?: PhaseSummary) => (p ? `${ms(p.p50Ms)} / ${ms(p.p99Ms)} / ${ms(p.maxMs)}` : '—');
-  const lost = (p?: PhaseSummary) =>
-    p
-      ? `${num(p.lost)} / ${num(p.duplicates)}${p.publishErrors ? ` (${num(p.publishErrors)} errors)` : ''}`
-      : '—';
   const p99 = (x?: PhaseSummary, y?: PhaseSummary) => withNote(ratio(x?.p99Ms, y?.p99Ms, 'lower'), 'p99');
   return [
     figure(
@@ -75,7 +78,7 @@ function phaseRows(
       'higher',
     ),
     ['  latency p50 / p99 / max, ms', lat(a), lat(b), lat(f), p99(a, b), p99(a, f)],
-    ['  lost / duplicates', lost(a), lost(b), lost(f), '', ''],
+    ['  lost / duplicates', lostText(a), lostText(b), lostText(f), '', ''],
     figure(
       '  server CPU per delivery, µs',
       [a?.serverCpuUsPerDelivery, b?.serverCpuUsPerDelivery, f?.serverCpuUsPerDelivery],
@@ -128,13 +131,7 @@ function stormRows(
       ),
     );
   const rc = all.find((s) => s?.reconnect)?.reconnect;
-  if (rc) {
-    const traffic = (s?: SystemResult) => {
-      const t = s?.reconnect?.traffic;
-      return t
-        ? `${num(t.lost)} / ${num(t.duplicates)} of ${num(t.expected)}${t.publishErrors ? ` (${num(t.publishErrors)} errors)` : ''}`
-        : '—';
-    };
+  if (rc)
     rows.push(
       figure(
         `reconnect storm, ${num(rc.clients)} clients of a killed node: s until all back and joined (relaychat: recovered)`,
@@ -156,14 +153,11 @@ function stormRows(
       ),
       [
         '  messages sent meanwhile: lost / duplicates',
-        traffic(all[0]),
-        traffic(all[1]),
-        traffic(all[2]),
+        ...all.map((s) => lostText(s?.reconnect?.traffic, true)),
         '',
         '',
-      ],
+      ] as Row,
     );
-  }
   return rows;
 }
 
@@ -262,24 +256,26 @@ export function tableRows(r: BenchResult): Row[] {
       ...phaseRows(`fanout ${num(rate)} msg/s → ${num(rate * fanoutSize.subscribers)} deliveries/s`, a, b, f),
     );
   }
-  const best = (s?: SystemResult) =>
-    s?.fanoutBest
-      ? `${num(s.fanoutBest.deliveredPerSec)}/s (p99 ${ms(s.fanoutBest.p99Ms)} ms)`
-      : s
-        ? 'none'
-        : '—';
-  const bestRate = each((s) => s?.fanoutBest?.deliveredPerSec);
-  rows.push([
-    'fanout: highest step with p99 < 100 ms, no loss',
-    best(relay),
-    best(sio),
-    best(floor),
-    ratio(bestRate[0], bestRate[1], 'higher'),
-    ratio(bestRate[0], bestRate[2], 'higher'),
-  ]);
-  const perCore = (s?: SystemResult) =>
-    s?.fanoutBest ? s.fanoutBest.deliveredPerSec / s.fanoutBest.serverCores : undefined;
-  rows.push(figure('  deliveries/s per server core at that step', each(perCore), (x) => num(x), 'higher'));
+  if (rates.length > 0) {
+    const best = (s?: SystemResult) =>
+      s?.fanoutBest
+        ? `${num(s.fanoutBest.deliveredPerSec)}/s (p99 ${ms(s.fanoutBest.p99Ms)} ms)`
+        : s
+          ? 'none'
+          : '—';
+    const bestRate = each((s) => s?.fanoutBest?.deliveredPerSec);
+    rows.push([
+      'fanout: highest step with p99 < 100 ms, no loss',
+      best(relay),
+      best(sio),
+      best(floor),
+      ratio(bestRate[0], bestRate[1], 'higher'),
+      ratio(bestRate[0], bestRate[2], 'higher'),
+    ]);
+    const perCore = (s?: SystemResult) =>
+      s?.fanoutBest ? s.fanoutBest.deliveredPerSec / s.fanoutBest.serverCores : undefined;
+    rows.push(figure('  deliveries/s per server core at that step', each(perCore), (x) => num(x), 'higher'));
+  }
   if (all.some((s) => s?.chat)) rows.push(...phaseRows('chat', relay?.chat, sio?.chat, floor?.chat));
   if (all.some((s) => s?.dm)) rows.push(...phaseRows('dm', relay?.dm, sio?.dm, floor?.dm));
   if (r.references.redisPublishOpsPerSec !== undefined || r.references.localFanout.length > 0) {

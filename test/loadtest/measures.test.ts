@@ -5,7 +5,8 @@ import { Histogram } from '../../loadtest/lib/histogram';
 import { SeqWindow } from '../../loadtest/lib/seq';
 import { roomMembers, type Layout } from '../../loadtest/lib/ipc';
 import { sampleProc } from '../../loadtest/lib/proc';
-import { ratio } from '../../loadtest/lib/report';
+import { ratio, tableRows } from '../../loadtest/lib/report';
+import { idleSlope, type BenchResult, type IdleLevel, type SystemResult } from '../../loadtest/lib/results';
 import { lineChart } from '../../loadtest/lib/svg';
 
 describe('Histogram', () => {
@@ -92,6 +93,85 @@ describe('report', () => {
     expect(ratio(undefined, 5, 'lower')).toBe('—');
     expect(ratio(0, 5, 'lower')).toBe('—');
     expect(ratio(993, 990, 'higher')).toBe('about the same');
+  });
+
+  test('the idle slope is settled RSS between the first and last levels, projected from the first to 100k', () => {
+    const MiB = 2 ** 20;
+    const level = (connections: number, rssBytes: number): IdleLevel => ({
+      connections,
+      failed: 0,
+      rssBaseBytes: 70 * MiB,
+      rssBytes,
+      bytesPerConnection: 0,
+      connectRate: 0,
+      connectP99Ms: 0,
+    });
+    // 2 KiB more per connection from 5k to 19k (the level between does not count); 100 MiB + 2 KiB × 95k at 100k.
+    const s = idleSlope([
+      level(5000, 100 * MiB),
+      level(10000, 130 * MiB),
+      level(19000, 100 * MiB + 14000 * 2048),
+    ])!;
+    expect(s.fromConnections).toBe(5000);
+    expect(s.toConnections).toBe(19000);
+    expect(s.bytesPerConnection).toBeCloseTo(2048, 6);
+    expect(s.projected100kBytes).toBeCloseTo(100 * MiB + 2048 * 95000, 3);
+    expect(idleSlope([level(2000, 100 * MiB)])).toBeUndefined();
+  });
+
+  test('the table has the storms with relaychat ratios to Socket.IO and the floor', () => {
+    const sys = (system: SystemResult['system'], serverMs: number, seconds: number): SystemResult => ({
+      system,
+      label: system,
+      idle: [],
+      fanout: [],
+      problems: [],
+      connect: {
+        connections: 1000,
+        rooms: 100,
+        failed: 0,
+        rate: 1 / serverMs,
+        joinP99Ms: 10,
+        seconds: 1,
+        serverCpuMsPerConnection: serverMs,
+        redisCpuMsPerConnection: 0.1,
+      },
+      reconnect: {
+        clients: 500,
+        failed: 0,
+        unrecovered: 0,
+        seconds,
+        rejoinP99Ms: 10,
+        survivorCpuMsPerReconnect: serverMs,
+        traffic: {
+          expected: 200,
+          lost: system === 'relay' ? 0 : 5,
+          duplicates: 0,
+          publishErrors: 0,
+        } as never,
+      },
+    });
+    const result = {
+      config: {},
+      references: { localFanout: [] },
+      systems: [sys('relay', 0.6, 1), sys('socketio', 1.2, 2), sys('floor', 0.2, 0.5)],
+    } as unknown as BenchResult;
+    const rows = tableRows(result);
+    const row = (start: string) => rows.find((r) => r[0].startsWith(start))!;
+    expect(row('  server CPU per connect + join').slice(1)).toEqual([
+      '0.600',
+      '1.200',
+      '0.200',
+      '2.0× less',
+      '3.0× more (worse)',
+    ]);
+    expect(row('reconnect storm, 500 clients').slice(4)).toEqual(['2.0× less', '2.0× more (worse)']);
+    expect(row('  messages sent meanwhile').slice(1, 4)).toEqual([
+      '0 / 0 of 200',
+      '5 / 0 of 200',
+      '5 / 0 of 200',
+    ]);
+    expect(rows.some((r) => r[0].startsWith('fanout'))).toBe(false);
   });
 
   test('charts are SVG with one path per non-empty series', () => {
