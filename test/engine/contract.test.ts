@@ -552,4 +552,73 @@ describe.each(dmEngines)('%s engine: dm', (kind, make) => {
         await counted.stop();
       }
     });
+
+  // A room message with its sender's rate rides in the append's call on a single Redis (RATED_APPEND).
+  const post = (room: string, user: string, perSecond: number, key?: string) => {
+    const id = `m${++seq}`;
+    return engine.appendRated(
+      { kind: 'room', name: room },
+      {
+        id,
+        ts: 1,
+        frame: storedEventParts('message', { room, id, from: user, ts: 1 }, '1'),
+        dedup: key ? { scope: user, key } : undefined,
+      },
+      { user, perSecond },
+    );
+  };
+
+  test("a room message over its sender's rate stores nothing and answers the wait; under it, it is appended as append does (a repeated key answers the first result)", async () => {
+    const room = `rated-${++seq}:{x}|é`;
+    const user = `u-${seq}|{y}`;
+    const results = [
+      await post(room, user, 2, 'k'),
+      await post(room, user, 2, 'k'),
+      await post(room, user, 2),
+    ];
+    expect(results.map((r) => r.limited)).toEqual([false, false, true]);
+    const [first, again] = results.map((r) => (r.limited ? undefined : r.message));
+    expect(first).toMatchObject({ offset: 1, duplicate: false });
+    expect(again).toEqual({ ...first, duplicate: true });
+    const limited = results[2] as { limited: true; waitMs: number };
+    expect(limited.waitMs).toBeGreaterThan(0);
+    expect(limited.waitMs).toBeLessThanOrEqual(1000);
+    expect((await engine.read({ kind: 'room', name: room }, 0, 10)).top).toBe(1);
+    // Without a rate nothing is counted, however many.
+    for (let i = 0; i < 4; i++) expect((await post(room, `${user}-free`, 0)).limited).toBe(false);
+  });
+
+  if (kind !== 'memory')
+    test('round trips per rated room message: one on a single Redis (the count and the append in one script); under Cluster the count, then the append', async () => {
+      const calls: string[] = [];
+      const counted = new RedisEngine(
+        {
+          ...bounds,
+          ...(kind === 'redis' ? { url: redis.url } : { cluster: cluster!.seeds.split(',') }),
+          nodeId: `n${++seq}`,
+          keyPrefix: 'ct',
+          commandTimeoutMs: 2000,
+          presenceTtlMs: 1000,
+        },
+        pino({ level: 'silent' }),
+        (command) => {
+          if (command !== 'ping') calls.push(command);
+        },
+      );
+      await counted.start();
+      try {
+        await until('engine ready', () => counted.ready());
+        const room = `rt-${++seq}`;
+        const id = `m${seq}`;
+        calls.length = 0; // what start() read (the denylist)
+        await counted.appendRated(
+          { kind: 'room', name: room },
+          { id, ts: 1, frame: storedEventParts('message', { room, id, from: 'u', ts: 1 }, '1') },
+          { user: 'u', perSecond: 100 },
+        );
+        expect(calls).toEqual(kind === 'redis' ? ['append'] : ['rate', 'append']);
+      } finally {
+        await counted.stop();
+      }
+    });
 });

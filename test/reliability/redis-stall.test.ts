@@ -18,8 +18,8 @@ import { Publisher, score, stream, Subscriber } from './tracker';
 const TIMEOUT_MS = 1000;
 /**
  * Scheduling slack on a shared machine, on top of one timeout. Each command here waits on one Redis command when
- * Redis stops (join: its SUBSCRIBE; publish and dm: the append script, or the USER_MSG_RATE script before it when
- * that limit is on, whose failure ends the command; presence: one read; a new connection: its inbox SUBSCRIBE),
+ * Redis stops (join: its SUBSCRIBE; publish and dm: their one script, which also counts USER_MSG_RATE when that
+ * limit is on; presence: one read; a new connection: its inbox SUBSCRIBE),
  * so one timeout is the bound. The slack stays under a second timeout: a reply that waited on two Redis commands
  * in a row (2 × TIMEOUT_MS) still fails it, however loaded the machine.
  */

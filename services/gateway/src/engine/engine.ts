@@ -59,6 +59,12 @@ export type DirectMessageResult =
   /** Over the rate: nothing stored; ms until the user may send again. */
   | { limited: true; waitMs: number };
 
+/** A room message's append counted against its sender's USER_MSG_RATE (appendRated). */
+export type RatedAppendResult =
+  | { limited: false; message: AppendResult }
+  /** Over the rate: nothing stored; ms until the user may send again. */
+  | { limited: true; waitMs: number };
+
 /**
  * The stored event parts of a DM copy. The two copies carry the same fields (the recipient's in the order
  * to, id, from, ts; the sender's id, from, to, ts).
@@ -172,6 +178,16 @@ export interface Engine {
    * Rejects (nothing promised) when the store cannot be reached in time.
    */
   append(stream: StreamRef, input: AppendInput): Promise<AppendResult>;
+  /**
+   * Counts the message against `rate.user` as userRate does (over the rate: stores nothing), then appends it as
+   * `append` does. Redis: one round trip on a single Redis or behind Sentinel; under Cluster the counter is in the
+   * user's slot, so the count is a call of its own before the append. A perSecond of 0 counts nothing.
+   */
+  appendRated(
+    stream: StreamRef,
+    input: AppendInput,
+    rate: { user: string; perSecond: number },
+  ): Promise<RatedAppendResult>;
   /**
    * Stores a DM whole. First, with `rate`, counts it as userRate does (over the rate: stores nothing). Then the
    * recipient's copy, appended to `to`'s inbox as `append` does, deduplicated on (from, key); then, with

@@ -8,6 +8,7 @@ import type {
   DirectMessageInput,
   DirectMessageResult,
   Engine,
+  RatedAppendResult,
   ReadResult,
   Revocation,
   StoredEvent,
@@ -139,6 +140,16 @@ export class MemoryEngine implements Engine {
       frame,
     });
     return result;
+  }
+
+  async appendRated(
+    ref: StreamRef,
+    input: AppendInput,
+    rate: { user: string; perSecond: number },
+  ): Promise<RatedAppendResult> {
+    const waitMs = rate.perSecond > 0 ? await this.userRate(rate.user, rate.perSecond) : 0;
+    if (waitMs > 0) return { limited: true, waitMs };
+    return { limited: false, message: await this.append(ref, input) };
   }
 
   async dm(input: DirectMessageInput): Promise<DirectMessageResult> {

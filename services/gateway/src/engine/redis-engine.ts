@@ -15,6 +15,7 @@ import type {
   DirectMessageResult,
   Engine,
   LocalState,
+  RatedAppendResult,
   ReadResult,
   Revocation,
   StoredEvent,
@@ -35,7 +36,7 @@ import {
   type Bus,
   type SlotsReply,
 } from './redis-connections';
-import { APPEND, CONNECTIONS, DM, PRESENCE, RATE, READ, REVOKE } from './scripts';
+import { APPEND, CONNECTIONS, DM, PRESENCE, RATE, RATED_APPEND, READ, REVOKE } from './scripts';
 import { presenceEvent } from '../../../../protocol';
 import type { Logger } from '../logger';
 
@@ -79,11 +80,15 @@ export interface RedisEngineOptions {
 export type CommandObserver = (command: string, seconds: number | undefined, ok: boolean) => void;
 
 type AppendReply = [number, number | string, string?];
+/** The script calls that write a stream, which REDIS_WAIT_REPLICAS makes wait for replicas. */
+type DurableScript = 'rcAppend' | 'rcRatedAppend' | 'rcDm';
 /** {1, offset, epoch, connections}, {0, "offset|epoch|id|ts", '', connections}, or {-1, ms to wait}. */
 type DmReply = [number, number | string, string?, string[]?];
 
 type Scripted = (Redis | Cluster) & {
   rcAppend(...args: (string | number)[]): Promise<AppendReply>;
+  /** APPEND's reply, or {-1, ms to wait} over the rate. */
+  rcRatedAppend(...args: (string | number)[]): Promise<AppendReply>;
   /** The number of keys first: DM takes the keys of one or of both inboxes. */
   rcDm(...args: (string | number)[]): Promise<DmReply>;
   rcRead(...args: (string | number)[]): Promise<[string, string, [string, string[]][]]>;
@@ -304,6 +309,7 @@ export class RedisEngine implements Engine {
       client = new Redis(opts.url, { lazyConnect: true, retryStrategy, ...commands }) as Scripted;
     }
     client.defineCommand('rcAppend', { numberOfKeys: 3, lua: APPEND });
+    client.defineCommand('rcRatedAppend', { numberOfKeys: 4, lua: RATED_APPEND });
     client.defineCommand('rcDm', { lua: DM });
     client.defineCommand('rcRead', { numberOfKeys: 2, lua: READ });
     client.defineCommand('rcPresence', { numberOfKeys: 2, lua: PRESENCE });
@@ -332,17 +338,17 @@ export class RedisEngine implements Engine {
   }
 
   /**
-   * A script call (APPEND or DM) and a WAIT, pipelined on one writer connection (a pipeline goes to one node, the
+   * A script call (APPEND, RATED_APPEND or DM) and a WAIT, pipelined on one writer connection (a pipeline goes to one node, the
    * stream's primary): resolves once waitReplicas replicas hold its writes (and everything before them on that
    * connection).
    */
-  private async durably<T>(command: 'rcAppend' | 'rcDm', args: (string | number)[]): Promise<T> {
+  private async durably<T>(command: DurableScript, args: (string | number)[]): Promise<T> {
     const writer = this.writers[this.nextWriter++ % this.writers.length]!;
     const want = this.opts.waitReplicas!;
     const timeoutMs = this.opts.waitTimeoutMs ?? 500;
     for (let attempt = 0; ; attempt++) {
       const pipeline = writer.pipeline() as ReturnType<Redis['pipeline']> &
-        Record<'rcAppend' | 'rcDm', (...a: (string | number)[]) => unknown>;
+        Record<DurableScript, (...a: (string | number)[]) => unknown>;
       pipeline[command](...args);
       pipeline.wait(want, timeoutMs);
       const results = (await pipeline.exec()) ?? [];
@@ -609,6 +615,28 @@ export class RedisEngine implements Engine {
       : await this.timed('append', () => this.redis.rcAppend(...keys, ...args));
     if (reply[0] === 1) return appended(reply, input);
     return duplicateOf(String(reply[1]));
+  }
+
+  async appendRated(
+    ref: StreamRef,
+    input: AppendInput,
+    rate: { user: string; perSecond: number },
+  ): Promise<RatedAppendResult> {
+    if (rate.perSecond <= 0 || this.topology === 'cluster') {
+      const waitMs = rate.perSecond > 0 ? await this.userRate(rate.user, rate.perSecond) : 0;
+      if (waitMs > 0) return { limited: true, waitMs };
+      return { limited: false, message: await this.append(ref, input) };
+    }
+    const { keys, args } = this.appendCall(ref, input);
+    const call = [...keys, this.keys.rate(rate.user), rate.perSecond, ...args];
+    const reply = this.opts.waitReplicas
+      ? await this.timed('append', () => this.durably<AppendReply>('rcRatedAppend', call))
+      : await this.timed('append', () => this.redis.rcRatedAppend(...call));
+    if (reply[0] === -1) return { limited: true, waitMs: Number(reply[1]) };
+    return {
+      limited: false,
+      message: reply[0] === 1 ? appended(reply, input) : duplicateOf(String(reply[1])),
+    };
   }
 
   /**

@@ -85,6 +85,18 @@ return rate(KEYS[1], ARGV[1])
 `;
 
 /**
+ * A room message counted against its sender's rate, then appended, in one call (single Redis and Sentinel; under
+ * Cluster the counter is in the user's slot and RATE runs first). KEYS: meta, history, dedup, the user's counter.
+ * ARGV: limit per second, then APPEND_FUNCTION's 14 arguments. Over the rate it stores nothing and returns
+ * {-1, ms to wait}; otherwise what append returns.
+ */
+export const RATED_APPEND = `${APPEND_FUNCTION}${RATE_FUNCTION}
+local wait = rate(KEYS[4], ARGV[1])
+if wait > 0 then return {-1, wait} end
+return append(KEYS[1], KEYS[2], KEYS[3], 1)
+`;
+
+/**
  * A DM in one call: KEYS: the recipient's meta, history, dedup and connections zset; then, when ARGV[2] is '1',
  * the sender's meta, history and dedup; then, when ARGV[1] is not '0', the sender's rate counter. Every key of a
  * call must share one slot under Redis Cluster, so there it is called with the recipient's keys alone.

@@ -1,5 +1,5 @@
 // Messages: publish to a room (store, then fan out) and direct messages (both copies in one engine call).
-import type { DirectMessageResult } from '../engine/engine';
+import type { AppendInput, AppendResult, DirectMessageResult } from '../engine/engine';
 import {
   ProtocolError,
   storedEventParts,
@@ -30,7 +30,9 @@ export async function publish(
 ): Promise<Handled<'publish'>> {
   const { client } = session;
   if (!client.rooms.has(room)) throw new ProtocolError('not_member', `join ${room} before publishing`);
-  await userRate(ctx, client.user);
+  // The rate rides in the append's own Redis call, unless a publish hook must be spared what is over the rate.
+  const hooked = ctx.hooks.publish !== undefined;
+  if (hooked) await userRate(ctx, client.user);
   if (ctx.hooks.publish) {
     const decision = await ctx.hooks.publish({ user: client.user, room, conn: client.id, body });
     if (decision.kind === 'deny') throw new ProtocolError('rejected', decision.reason);
@@ -38,12 +40,16 @@ export async function publish(
       throw new ProtocolError('unavailable', 'the publish hook is unavailable, retry');
     if (decision.body !== undefined) body = decision.body;
   }
-  return {
-    reply: await store(ctx, room, client.user, body, key),
-  };
+  const outcome = await ctx.engine.appendRated(
+    { kind: 'room', name: room },
+    roomMessage(room, client.user, body, key),
+    { user: client.user, perSecond: hooked ? 0 : ctx.config.limits.userMsgRate },
+  );
+  if (outcome.limited) userLimited(ctx, outcome.waitMs);
+  return { reply: published(ctx, room, client.user, body, outcome.message) };
 }
 
-/** Stores and fans out one room message; shared by `publish` and the server API. */
+/** Stores and fans out one room message, outside any rate: the server API's publish. */
 export async function store(
   ctx: Pick<SessionContext, 'engine' | 'onRoomMessage'>,
   room: string,
@@ -51,17 +57,30 @@ export async function store(
   body: string,
   key?: string,
 ): Promise<PublishReply> {
+  const result = await ctx.engine.append({ kind: 'room', name: room }, roomMessage(room, from, body, key));
+  return published(ctx, room, from, body, result);
+}
+
+/** A room message as stored: a new id and timestamp, its frame, deduplicated on (sender, key). */
+function roomMessage(room: string, from: string, body: string, key?: string): AppendInput {
   const id = newMessageId();
   const ts = Date.now();
-  const result = await ctx.engine.append(
-    { kind: 'room', name: room },
-    {
-      id,
-      ts,
-      frame: storedEventParts('message', { room, id, from, ts }, body),
-      dedup: key ? { scope: from, key } : undefined,
-    },
-  );
+  return {
+    id,
+    ts,
+    frame: storedEventParts('message', { room, id, from, ts }, body),
+    dedup: key ? { scope: from, key } : undefined,
+  };
+}
+
+/** The reply to a stored room message; a new one (not a duplicate) is told to onRoomMessage. */
+function published(
+  ctx: Pick<SessionContext, 'onRoomMessage'>,
+  room: string,
+  from: string,
+  body: string,
+  result: AppendResult,
+): PublishReply {
   if (ctx.onRoomMessage && !result.duplicate)
     ctx.onRoomMessage(room, {
       id: result.id,
