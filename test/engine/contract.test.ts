@@ -366,6 +366,23 @@ describe.each(dmEngines)('%s engine: dm', (kind, make) => {
       (e) => JSON.parse(e.frame) as Record<string, unknown>,
     );
 
+  /** A Redis engine of this kind that records every call it makes but pings in `calls`. */
+  const countingEngine = (k: string, calls: string[]) =>
+    new RedisEngine(
+      {
+        ...bounds,
+        ...(k === 'redis' ? { url: redis.url } : { cluster: cluster!.seeds.split(',') }),
+        nodeId: `n${++seq}`,
+        keyPrefix: 'ct',
+        commandTimeoutMs: 2000,
+        presenceTtlMs: 1000,
+      },
+      pino({ level: 'silent' }),
+      (command) => {
+        if (command !== 'ping') calls.push(command);
+      },
+    );
+
   beforeAll(async () => {
     if (kind === 'redis cluster') cluster = await startCluster({ primaries: 3, replicas: 0 });
   }, 60_000);
@@ -504,20 +521,7 @@ describe.each(dmEngines)('%s engine: dm', (kind, make) => {
   if (kind !== 'memory')
     test('round trips per DM: one on a single Redis (rate, both copies and the count in one script); under Cluster the recipient copy with the count, then the sender copy', async () => {
       const calls: string[] = [];
-      const counted = new RedisEngine(
-        {
-          ...bounds,
-          ...(kind === 'redis' ? { url: redis.url } : { cluster: cluster!.seeds.split(',') }),
-          nodeId: `n${++seq}`,
-          keyPrefix: 'ct',
-          commandTimeoutMs: 2000,
-          presenceTtlMs: 1000,
-        },
-        pino({ level: 'silent' }),
-        (command) => {
-          if (command !== 'ping') calls.push(command);
-        },
-      );
+      const counted = countingEngine(kind, calls);
       await counted.start();
       try {
         await until('engine ready', () => counted.ready());
@@ -591,20 +595,7 @@ describe.each(dmEngines)('%s engine: dm', (kind, make) => {
   if (kind !== 'memory')
     test('round trips per rated room message: one on a single Redis (the count and the append in one script); under Cluster the count, then the append', async () => {
       const calls: string[] = [];
-      const counted = new RedisEngine(
-        {
-          ...bounds,
-          ...(kind === 'redis' ? { url: redis.url } : { cluster: cluster!.seeds.split(',') }),
-          nodeId: `n${++seq}`,
-          keyPrefix: 'ct',
-          commandTimeoutMs: 2000,
-          presenceTtlMs: 1000,
-        },
-        pino({ level: 'silent' }),
-        (command) => {
-          if (command !== 'ping') calls.push(command);
-        },
-      );
+      const counted = countingEngine(kind, calls);
       await counted.start();
       try {
         await until('engine ready', () => counted.ready());
