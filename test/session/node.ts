@@ -7,7 +7,12 @@ import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { Gateway } from '../../services/gateway/src/session/gateway';
 import { Hub } from '../../services/gateway/src/hub/hub';
 import { hubOptions } from '../../services/gateway/src/server';
-import { SendStatus, type Client, type Connection } from '../../services/gateway/src/hub/client';
+import {
+  SendStatus,
+  type Client,
+  type Connection,
+  type TopicPublisher,
+} from '../../services/gateway/src/hub/client';
 import { createMetrics, Stats } from '../../services/gateway/src/metrics';
 import { mintDevToken, TokenVerifier } from '../../services/gateway/src/auth/tokens';
 import { Packed, type OutFrame } from '../../services/gateway/src/protocol/encoding';
@@ -24,6 +29,33 @@ import { until } from '../helpers/harness';
 const SECRET = 'in-process-test-secret-0123456789';
 let nodes = 0;
 
+/**
+ * Native topics as uWS keeps them: a publish is queued per subscribed socket and written at the end of the turn or
+ * before that socket's next send (so per socket the order of publishes and sends holds, across an unsubscribe too);
+ * a socket over `maxBackpressure` is skipped without a word, which is counted in `silentlyDropped` (tests assert 0).
+ */
+export class FakeTopics implements TopicPublisher {
+  readonly topics = new Map<string, Set<FakeConnection>>();
+  private readonly queued = new Set<FakeConnection>();
+  private flushing = false;
+  constructor(readonly maxBackpressure: number) {}
+  publish(topic: string, frame: string | Uint8Array, binary: boolean): void {
+    if (binary) throw new Error('the in-process node has JSON connections only');
+    for (const conn of this.topics.get(topic) ?? []) {
+      conn.queue.push(frame);
+      this.queued.add(conn);
+    }
+    if (!this.flushing) {
+      this.flushing = true;
+      setImmediate(() => {
+        this.flushing = false;
+        for (const conn of this.queued) conn.flush();
+        this.queued.clear();
+      });
+    }
+  }
+}
+
 /** A socket as the gateway sees it: records what it was sent; `status` and `buffered` play backpressure. */
 export class FakeConnection implements Connection {
   readonly encoding = 'json' as const;
@@ -31,22 +63,61 @@ export class FakeConnection implements Connection {
   readonly frames: Record<string, unknown>[] = [];
   readonly bytes: number[] = [];
   closedWith?: { code: number; reason: string };
+  /** Frames published to a topic of this socket, not yet written. */
+  readonly queue: (string | Uint8Array)[] = [];
+  /** Published frames skipped because `buffered` was over maxBackpressure (uWS drops them silently). */
+  silentlyDropped = 0;
+  readonly subscribed = new Set<string>();
   /** What the next send returns. */
   status: SendStatus = SendStatus.SENT;
   buffered = 0;
   onClose?: (code: number) => void;
 
-  constructor(readonly id: string) {}
+  constructor(
+    readonly id: string,
+    private readonly topics?: FakeTopics,
+  ) {}
 
-  send(frame: OutFrame): SendStatus {
-    if (this.closedWith) return SendStatus.DROPPED;
-    if (this.status === SendStatus.DROPPED) return SendStatus.DROPPED;
+  subscribe(topic: string): void {
+    if (this.closedWith || !this.topics) return;
+    let set = this.topics.topics.get(topic);
+    if (!set) this.topics.topics.set(topic, (set = new Set()));
+    set.add(this);
+    this.subscribed.add(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    this.topics?.topics.get(topic)?.delete(this);
+    this.subscribed.delete(topic);
+  }
+
+  /** Writes the published frames queued for this socket, as uWS does before a send and at the end of a turn. */
+  flush(): void {
+    const frames = this.queue.splice(0);
+    for (const frame of frames) {
+      if (this.closedWith) return;
+      if (this.buffered > this.topics!.maxBackpressure) {
+        this.silentlyDropped++;
+        continue;
+      }
+      this.record(frame);
+    }
+  }
+
+  private record(frame: OutFrame): void {
     if (frame instanceof Packed) throw new Error('a JSON connection was sent MessagePack bytes');
     const text = typeof frame === 'string' ? frame : Buffer.from(frame).toString('utf8');
     const parsed = JSON.parse(text) as unknown;
     validateServerFrame(parsed); // throws on a malformed frame
     this.frames.push(parsed as Record<string, unknown>);
     this.bytes.push(Buffer.byteLength(text));
+  }
+
+  send(frame: OutFrame): SendStatus {
+    if (this.closedWith) return SendStatus.DROPPED;
+    this.flush();
+    if (this.status === SendStatus.DROPPED) return SendStatus.DROPPED;
+    this.record(frame);
     return this.status;
   }
 
@@ -57,6 +128,7 @@ export class FakeConnection implements Connection {
   close(code: number, reason: string): void {
     if (this.closedWith) return;
     this.closedWith = { code, reason };
+    for (const topic of this.subscribed) this.topics?.topics.get(topic)?.delete(this);
     this.onClose?.(code);
   }
 
@@ -128,6 +200,9 @@ export async function startNode(env: Record<string, string> = {}): Promise<TestN
     },
     log,
   );
+  // uWS's limit as server.ts sets it.
+  const topics = new FakeTopics(config.limits.maxBufferedBytes + 100 * (config.limits.maxMessageBytes + 512));
+  hub.useTopics(topics);
   const verifier = new TokenVerifier(config.jwt, (identity) => engine.isRevoked(identity));
   const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);
   const gw = gateway;
@@ -136,7 +211,7 @@ export async function startNode(env: Record<string, string> = {}): Promise<TestN
   const token = (user: string, rooms?: string[]) => mintDevToken(SECRET, user, rooms, 3600);
 
   async function connect(user: string, opts: { rooms?: string[] } = {}): Promise<TestConn> {
-    const conn = new FakeConnection(`c${++conns}`);
+    const conn = new FakeConnection(`c${++conns}`, topics);
     const client = gw.open(conn, verifier.verify(token(user, opts.rooms)));
     conn.onClose = (code) => gw.closed(client, code);
     await until(`welcome of ${user}`, () => conn.frames.some((f) => f.type === 'welcome') || conn.closedWith);

@@ -30,6 +30,8 @@ test('a reply that cannot be serialized is answered internal; the connection and
       maxBufferedBytes: 4 << 20,
       historyReadConcurrency: 4,
       presenceBatchMs: 0,
+      nativeTopics: false,
+      nativeCheckBytes: 1 << 20,
     },
     stats,
     {
@@ -63,6 +65,8 @@ test('a reply that cannot be serialized is answered internal; the connection and
       return SendStatus.SENT;
     },
     bufferedAmount: () => 0,
+    subscribe: () => undefined,
+    unsubscribe: () => undefined,
     close: () => undefined,
   };
   const unhandled: unknown[] = [];

@@ -176,6 +176,7 @@ const ENV = {
   DEDUP_WINDOW_S: { def: '300', parse: int('DEDUP_WINDOW_S', 1, 86400) },
   PRESENCE_TTL_MS: { def: '20000', parse: int('PRESENCE_TTL_MS', 1000, 3600000) },
   PRESENCE_BATCH_MS: { def: '200', parse: int('PRESENCE_BATCH_MS', 0, 10000) },
+  NATIVE_TOPICS: { def: 'true', parse: oneOf('NATIVE_TOPICS', ['true', 'false'] as const) },
   SHUTDOWN_GRACE_MS: { def: '10000', parse: int('SHUTDOWN_GRACE_MS', 0, 600000) },
   STATIC_DIR: { def: undefined, parse: (s: string) => s },
   TRUST_PROXY: { def: 'false', parse: oneOf('TRUST_PROXY', ['true', 'false'] as const) },
@@ -302,6 +303,8 @@ export interface Config {
   presenceTtlMs: number;
   /** Presence changes of a room are sent to its local members at most once per this window, as one frame. */
   presenceBatchMs: number;
+  /** Connections in sync on a stream get its events through a uWS native topic (one publish per event). */
+  nativeTopics: boolean;
   shutdownGraceMs: number;
   staticDir?: string;
   trustProxy: boolean;
@@ -479,6 +482,7 @@ export function loadConfig(env: Env, devSecret: () => string): Readonly<Config> 
     },
     presenceTtlMs: read(env, 'PRESENCE_TTL_MS')!,
     presenceBatchMs: read(env, 'PRESENCE_BATCH_MS')!,
+    nativeTopics: read(env, 'NATIVE_TOPICS') === 'true',
     shutdownGraceMs: read(env, 'SHUTDOWN_GRACE_MS')!,
     staticDir: read(env, 'STATIC_DIR'),
     trustProxy: read(env, 'TRUST_PROXY') === 'true',

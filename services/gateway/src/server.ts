@@ -19,14 +19,23 @@ import { createApiHandlers } from './http/api-handlers';
 import { createProfilingRoutes } from './http/profiling';
 import { UwsTransport } from './transport/uws-server';
 
+const catchUpPage = 100;
+
 /** The hub's options from the config (shared with the in-process tests' node, so the two cannot drift). */
 export function hubOptions(config: Readonly<Config>): HubOptions {
   return {
     slowConsumerBytes: config.limits.slowConsumerBytes,
-    catchUpPage: 100,
+    catchUpPage,
     presenceBatchMs: config.presenceBatchMs,
     maxBufferedBytes: config.limits.maxBufferedBytes,
     historyReadConcurrency: config.limits.historyReadConcurrency,
+    nativeTopics: config.nativeTopics,
+    // A member of a native topic is checked at least once per this many published bytes: it then passes
+    // SLOW_CONSUMER_BYTES by at most one catch-up page, and never MAX_BUFFERED_BYTES (see hub.ts, "Native topics").
+    nativeCheckBytes: Math.min(
+      catchUpPage * (config.limits.maxMessageBytes + 512),
+      config.limits.maxBufferedBytes - config.limits.slowConsumerBytes,
+    ),
   };
 }
 
@@ -190,9 +199,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       idleTimeoutS: config.limits.idleTimeoutS,
       // Past MAX_BUFFERED_BYTES the gateway closes the socket (4008). uWS must still take the frame that crossed
       // the bound (at most a full history page) and the close frame after it, so its own limit sits above both.
+      // Members of native topics stay under MAX_BUFFERED_BYTES (hub.ts, "Native topics"); this margin is what keeps
+      // uWS from ever skipping one of them silently.
       maxBackpressure:
         config.limits.maxBufferedBytes +
-        100 * (config.limits.maxMessageBytes + 512) +
+        catchUpPage * (config.limits.maxMessageBytes + 512) +
         2 * config.limits.maxFrameBytes,
       maxHttpBodyBytes: config.limits.maxFrameBytes,
       trustProxy: config.trustProxy,
@@ -208,6 +219,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       message: (client, text, bytes) => gateway.message(client, text, bytes),
       binary: (client, data, bytes) => gateway.message(client, data, bytes),
       drain: (client) => hub.drained(client),
+      pinged: (client) => hub.checkBuffer(client),
       close: (client, code) => {
         log.info({ conn: client.id, user: client.user, code }, 'disconnected');
         gateway.closed(client, code);
@@ -215,6 +227,8 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       http: (req) => profiling(req) ?? routes(req),
     },
   );
+
+  hub.useTopics(transport);
 
   await engine.start();
   if (!engine.ready()) log.warn('engine not reachable yet; /readyz answers 503 until it is');

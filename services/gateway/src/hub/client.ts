@@ -13,7 +13,22 @@ export interface Connection {
    */
   send(frame: OutFrame): SendStatus;
   bufferedAmount(): number;
+  /**
+   * Adds the socket to a native topic (TopicPublisher.publish writes to every socket in it). Frames published to a
+   * topic and frames sent to the socket reach it in the order of the calls, also across an unsubscribe.
+   */
+  subscribe(topic: string): void;
+  /** Takes the socket out of a native topic; what was published to it before the call is still written. */
+  unsubscribe(topic: string): void;
   close(code: number, reason: string): void;
+}
+
+/**
+ * Writes one frame to every socket in a native topic, in the transport (uWS `app.publish`): no per-socket status and
+ * no backpressure check of ours, so the hub admits a socket to a topic only under the conditions in hub.ts.
+ */
+export interface TopicPublisher {
+  publish(topic: string, frame: string | Uint8Array, binary: boolean): void;
 }
 
 export const enum SendStatus {
@@ -43,6 +58,11 @@ export interface Sub {
   seenEpoch?: string;
   /** Bumped by every catch-up; an older catch-up loop that sees a newer generation stops. */
   gen: number;
+  /**
+   * Set while the connection receives this stream through the stream's native topic (hub.ts): `offset` is then
+   * stale, and the sub's position is the topic's (Hub.position reads it).
+   */
+  native?: { readonly epoch: string; readonly offset: number };
 }
 
 const NO_ROOMS: ReadonlyMap<string, Sub> = new Map();
@@ -57,6 +77,8 @@ export class Client {
   /** Over SLOW_CONSUMER_BYTES: live pushes stop until the socket drains. */
   lagging = false;
   closed = false;
+  /** Native topics this connection is in (its subs with `native` set). */
+  nativeTopics = 0;
 
   constructor(
     readonly id: string,

@@ -3,12 +3,42 @@
 // a live event is written only if it is exactly the next offset, otherwise the connection is caught up from
 // history first. The same path serves recovery after reconnect, slow consumers that drained, and events the bus
 // lost while Redis was unreachable, so ordering and exactly-once delivery per connection hold in all of them.
+//
+// Connections that are in sync on a stream receive it through a native topic of the transport instead (one per
+// stream and encoding, one publish per event written to every member in C++): see "Native topics" below.
 import type { BusMessage, Engine, LocalState, StreamRef } from '../engine/engine';
 import { gapEvent, presenceBatchEvent } from '../../../../protocol';
 import { Packed, Prepared, type OutFrame } from '../protocol/encoding';
 import type { Logger } from '../logger';
 import type { Stats } from '../metrics';
-import { Client, SendStatus, type Sub } from './client';
+import { Client, SendStatus, type Sub, type TopicPublisher } from './client';
+
+/** The most a WebSocket frame header adds to a server frame (unmasked, 64-bit length). */
+const FRAME_HEADER_MAX = 10;
+
+function memberNamed(nt: NativeTopic, id: string): boolean {
+  for (const client of nt.members.keys()) if (client.id === id) return true;
+  return false;
+}
+
+/**
+ * A stream's native topic: the connections in sync on the stream, one transport topic per encoding. Its position
+ * (epoch, offset) is the last event of the stream that went out live on this node, through the topic or per
+ * connection; every member's position is exactly that (a member's own Sub.offset is stale until it leaves).
+ */
+class NativeTopic {
+  epoch = '';
+  /** -1 until the first live event: no sub is level with it before. */
+  offset = -1;
+  readonly members = new Map<Client, Sub>();
+  json = 0;
+  msgpack = 0;
+  /** The transport topics. The channel plus a fixed 2-character suffix: distinct channels, distinct names. */
+  readonly names: { json: string; msgpack: string };
+  constructor(readonly topic: Topic) {
+    this.names = { json: `${topic.channel}|j`, msgpack: `${topic.channel}|m` };
+  }
+}
 
 interface Topic {
   ref: StreamRef;
@@ -19,6 +49,9 @@ interface Topic {
    * one user's, so it needs no count (its last connection leaves when subs is empty).
    */
   users?: Map<string, number>;
+  /** The subs that are not in the native topic (all of them without one): deliver()'s per-connection path. */
+  direct: Map<Client, Sub>;
+  native?: NativeTopic;
   subscribed: Promise<void>;
   /** Presence changes waiting for the batch window (rooms only): user -> last change. */
   presence?: { changes: Map<string, 'join' | 'leave'>; timer: NodeJS.Timeout };
@@ -36,6 +69,13 @@ export interface HubOptions {
   maxBufferedBytes: number;
   /** Reads of stored history (catch-ups, and `history` pages through readHistory) running at once; more wait. */
   historyReadConcurrency: number;
+  /** Deliver to connections in sync through native topics (NATIVE_TOPICS), once useTopics() gave a publisher. */
+  nativeTopics: boolean;
+  /**
+   * Bytes published through native topics between two checks of every member's send buffer (at most
+   * maxBufferedBytes - slowConsumerBytes: see "Native topics").
+   */
+  nativeCheckBytes: number;
 }
 
 export interface HubEvents {
@@ -78,6 +118,11 @@ export class Hub {
   private readonly topics = new Map<string, Topic>();
   private slow = 0;
   private readonly historyReadSlots: Semaphore;
+  private publisher?: TopicPublisher;
+  /** Connections in at least one native topic. */
+  private readonly members = new Set<Client>();
+  /** Bytes published through native topics since every member's send buffer was last checked. */
+  private unchecked = 0;
 
   constructor(
     private readonly engine: Engine,
@@ -105,6 +150,22 @@ export class Hub {
     return this.slow;
   }
 
+  /** Turns native topics on (when NATIVE_TOPICS allows): call before the first connection is added. */
+  useTopics(publisher: TopicPublisher): void {
+    if (this.opts.nativeTopics) this.publisher = publisher;
+  }
+
+  /** Connections receiving at least one stream through its native topic. */
+  get nativeMembers(): number {
+    return this.members.size;
+  }
+
+  /** The sub's position: what it was sent up to (a member's is its topic's). */
+  position(sub: Sub): { epoch: string; offset: number } {
+    const at = sub.native ?? sub;
+    return { epoch: at.epoch, offset: at.offset };
+  }
+
   /** Runs a read of stored history under the node's cap on concurrent history reads (HISTORY_READ_CONCURRENCY). */
   readHistory<T>(read: () => Promise<T>): Promise<T> {
     return this.historyReadSlots.run(read);
@@ -130,8 +191,10 @@ export class Hub {
         channel,
         subs: new Map(),
         users: ref.kind === 'room' ? new Map() : undefined,
+        direct: new Map(),
         subscribed: this.engine.subscribe(channel),
       };
+      if (this.publisher) topic.native = new NativeTopic(topic);
       this.topics.set(channel, topic);
       topic.subscribed.catch(() => {
         if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
@@ -139,6 +202,7 @@ export class Hub {
     }
     const sub: Sub = { ref, epoch: '', offset: 0, start: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
+    topic.direct.set(client, sub);
     topic.users?.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
     const ready = topic.subscribed.catch((err: unknown) => {
       this.remove(client, ref);
@@ -168,6 +232,7 @@ export class Hub {
   rewind(client: Client, sub: Sub, epoch: string, offset: number): void {
     if (client.closed || !this.isCurrent(client, sub)) return;
     if (epoch === sub.epoch && offset >= sub.start) return;
+    if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
     const sent = Math.max(sub.offset, sub.hold?.epoch === sub.epoch ? sub.hold.to : 0);
     sub.hold = sent > sub.start ? { epoch: sub.epoch, from: sub.start + 1, to: sent } : undefined;
     sub.epoch = epoch;
@@ -186,7 +251,11 @@ export class Hub {
   remove(client: Client, ref: StreamRef): boolean {
     const channel = this.engine.channel(ref);
     const topic = this.topics.get(channel);
-    if (!topic || !topic.subs.delete(client)) return false;
+    const sub = topic?.subs.get(client);
+    if (!topic || !sub) return false;
+    if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
+    topic.subs.delete(client);
+    topic.direct.delete(client);
     let left = topic.subs.size;
     if (topic.users) {
       left = (topic.users.get(client.user) ?? 1) - 1;
@@ -242,13 +311,18 @@ export class Hub {
     client.lagging = true;
     this.slow++;
     this.events.backpressure();
+    if (client.nativeTopics > 0)
+      for (const sub of this.subsOf(client)) if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
   }
 
-  /** Writes one frame; false if it was not written (the connection is then marked slow). Not counted. */
+  /**
+   * Writes one frame; false if it was not written (the connection is then marked slow). Not counted. A member of a
+   * native topic has its send buffer checked after every write, written or not (see "Native topics").
+   */
   private send(client: Client, frame: OutFrame): boolean {
     if (client.closed) return false;
     const status = client.conn.send(frame);
-    if (status === SendStatus.SENT) return true;
+    if (status === SendStatus.SENT && client.nativeTopics === 0) return true;
     const buffered = client.conn.bufferedAmount();
     if (status === SendStatus.DROPPED || buffered > this.opts.slowConsumerBytes) this.markSlow(client);
     if (buffered > this.opts.maxBufferedBytes) this.events.overBuffered(client);
@@ -317,13 +391,32 @@ export class Hub {
       if (!client.lagging) this.write(client, frame.for(client.conn.encoding), 'presence');
   }
 
-  /** The hot path: one bus event to every local connection of the stream. */
+  /**
+   * The hot path: one bus event to every local connection of the stream. The native topic's members get it from one
+   * publish per encoding when it is exactly the topic's next event; otherwise (a gap, a new epoch, a `skip`) every
+   * member first goes back to the per-connection path at the topic's position, which then handles the event as for
+   * any connection. A connection the per-connection path leaves level with the event joins the topic.
+   */
   private deliver(topic: Topic, m: Extract<BusMessage, { kind: 'event' }>): void {
     let sentJson = 0;
     let sentPacked = 0;
     // Converted for MessagePack at most once, for the first MessagePack subscriber, and reused for the rest.
     const frame = new Prepared(m.frame);
-    for (const [client, sub] of topic.subs) {
+    const nt = topic.native;
+    if (nt) {
+      if (nt.members.size > 0) {
+        // A `skip` (a DM's sender connection, which gets the reply instead) goes per connection when it is a member.
+        const next =
+          m.epoch === nt.epoch && m.offset === nt.offset + 1 && (m.skip === '' || !memberNamed(nt, m.skip));
+        if (next && this.publish(nt, frame)) {
+          sentJson = nt.json;
+          sentPacked = nt.msgpack;
+        } else this.leaveAll(nt);
+      }
+      nt.epoch = m.epoch;
+      nt.offset = m.offset;
+    }
+    for (const [client, sub] of topic.direct) {
       // The first event of a stream that was empty (epoch "") when this connection started on it: take its epoch.
       if (sub.epoch === '' && sub.offset === 0 && m.offset === 1 && !sub.catchingUp) sub.epoch = m.epoch;
       if (sub.catchingUp || client.lagging || m.epoch !== sub.epoch || m.offset > sub.offset + 1) {
@@ -333,17 +426,16 @@ export class Hub {
         if (!sub.catchingUp && !client.lagging) this.catchUp(client, sub);
         continue;
       }
-      if (m.offset <= sub.offset) continue; // already delivered by a catch-up
-      if (m.skip === client.id) {
+      if (m.offset <= sub.offset) {
+        // Already delivered by a catch-up.
+      } else if (m.skip === client.id) {
         sub.offset = m.offset;
-        continue;
-      }
-      const json = client.conn.encoding === 'json';
-      if (this.send(client, frame.for(client.conn.encoding))) {
+      } else if (this.send(client, frame.for(client.conn.encoding))) {
         sub.offset = m.offset;
-        if (json) sentJson++;
+        if (client.conn.encoding === 'json') sentJson++;
         else sentPacked++;
       }
+      if (nt && sub.offset === nt.offset) this.join(nt, client, sub);
     }
     const type = topic.ref.kind === 'room' ? 'message' : 'dm';
     this.stats.countOut(type, frame.size('json'), sentJson);
@@ -351,11 +443,104 @@ export class Hub {
     this.events.delivered((Date.now() - m.ts) / 1000);
   }
 
+  // Native topics. A member's frames are written by the transport (uWS app.publish), which neither reports a status
+  // per socket nor lets us see a refused write: with closeOnBackpressureLimit off, uWS silently skips a socket whose
+  // send buffer is over its maxBackpressure (and, draining a batch, the rest of that batch for it). That must never
+  // happen to a member, so membership holds these invariants:
+  // 1. Position. A sub is a member only while not catching up, its connection not lagging, and its position equal
+  //    to the topic's. It joins only in the synchronous turn in which its offset became equal to the topic's (after
+  //    the per-connection path wrote it the event the topic is at, or a catch-up ended there), and only an event
+  //    that is exactly the topic's next goes out through the publish; anything else first sends every member back
+  //    to the per-connection path at the topic's position. So each event reaches each connection through exactly
+  //    one of the two paths, chosen synchronously, and the transport keeps the order of publishes and sends per
+  //    socket (frames published before a send or an unsubscribe are written first; see uws-server.ts).
+  // 2. Send buffer. A connection joins only with at most SLOW_CONSUMER_BYTES buffered, and leaves (marked slow)
+  //    when a check finds more: after every frame the hub writes to it directly (send()), after uWS answered a ping
+  //    of its (checkBuffer()), and, for all members at once, before the bytes published through native topics since
+  //    the last such check would pass nativeCheckBytes. Between checks a member's buffer grows only by what the
+  //    topics published (counted with each frame's largest encoding and header), so it stays under
+  //    SLOW_CONSUMER_BYTES + nativeCheckBytes <= MAX_BUFFERED_BYTES, below uWS's maxBackpressure (server.ts keeps
+  //    that above MAX_BUFFERED_BYTES by a catch-up page and two frames, which also covers uWS's own pings).
+  //    A member therefore never reaches the point where uWS drops, and a slow member is still paused and caught up
+  //    from history like any slow consumer, at most nativeCheckBytes (at most a catch-up page) later.
+
+  /**
+   * Publishes the frame to the topic's members, once per encoding that has members; false (nothing published) if
+   * one frame is more than nativeCheckBytes, which the per-connection path then writes.
+   */
+  private publish(nt: NativeTopic, frame: Prepared): boolean {
+    const json = frame.json;
+    const packed = nt.msgpack > 0 ? (frame.for('msgpack') as Packed).bytes : undefined;
+    const bytes =
+      Math.max(
+        nt.json > 0 ? (typeof json === 'string' ? Buffer.byteLength(json) : json.length) : 0,
+        packed ? packed.length : 0,
+      ) + FRAME_HEADER_MAX;
+    if (bytes > this.opts.nativeCheckBytes) return false;
+    if (this.unchecked + bytes > this.opts.nativeCheckBytes) this.checkMembers();
+    this.unchecked += bytes;
+    if (nt.json > 0) this.publisher!.publish(nt.names.json, json, false);
+    if (packed && nt.msgpack > 0) this.publisher!.publish(nt.names.msgpack, packed, true);
+    return true;
+  }
+
+  /** Adds the sub to the native topic if it is level with it and may join (invariants 1 and 2 above). */
+  private join(nt: NativeTopic, client: Client, sub: Sub): void {
+    if (sub.native || sub.catchingUp || client.lagging || client.closed) return;
+    if (sub.epoch !== nt.epoch || sub.offset !== nt.offset) return;
+    if (client.conn.bufferedAmount() > this.opts.slowConsumerBytes) return;
+    const encoding = client.conn.encoding;
+    client.conn.subscribe(nt.names[encoding]);
+    sub.native = nt;
+    nt.members.set(client, sub);
+    if (encoding === 'json') nt.json++;
+    else nt.msgpack++;
+    nt.topic.direct.delete(client);
+    if (client.nativeTopics++ === 0) this.members.add(client);
+  }
+
+  /** Back to the per-connection path, at the topic's position (everything published so far reaches the socket). */
+  private leave(nt: NativeTopic, client: Client, sub: Sub): void {
+    if (sub.native !== nt) return;
+    sub.epoch = nt.epoch;
+    sub.offset = nt.offset;
+    sub.native = undefined;
+    const encoding = client.conn.encoding;
+    client.conn.unsubscribe(nt.names[encoding]);
+    nt.members.delete(client);
+    if (encoding === 'json') nt.json--;
+    else nt.msgpack--;
+    nt.topic.direct.set(client, sub);
+    if (--client.nativeTopics === 0) this.members.delete(client);
+  }
+
+  private leaveAll(nt: NativeTopic): void {
+    for (const [client, sub] of nt.members) this.leave(nt, client, sub);
+  }
+
+  /** Checks every member's send buffer (invariant 2); the bytes published since start counting again. */
+  private checkMembers(): void {
+    this.unchecked = 0;
+    for (const client of this.members) this.checkBuffer(client);
+  }
+
+  /**
+   * Checks a member's send buffer: over SLOW_CONSUMER_BYTES it leaves its topics as a slow consumer (over
+   * MAX_BUFFERED_BYTES it is closed). The transport calls it after writing a frame of its own (a pong).
+   */
+  checkBuffer(client: Client): void {
+    if (client.nativeTopics === 0 || client.closed) return;
+    const buffered = client.conn.bufferedAmount();
+    if (buffered > this.opts.slowConsumerBytes) this.markSlow(client);
+    if (buffered > this.opts.maxBufferedBytes) this.events.overBuffered(client);
+  }
+
   /**
    * Reads history after sub.offset page by page and writes it, until the sub is level with everything seen
    * live meanwhile; then live pushes resume. Stops early (to resume on drain) if the socket backs up.
    */
   private catchUp(client: Client, sub: Sub): void {
+    if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
     sub.catchingUp = true;
     const gen = sub.gen + 1;
     void this.runCatchUp(client, sub).catch((err: Error) => {
@@ -425,6 +610,8 @@ export class Hub {
         if (sub.hold?.epoch === sub.epoch && sub.hold.to > sub.offset) sub.offset = sub.hold.to;
         sub.hold = undefined;
         sub.catchingUp = false;
+        const nt = this.topics.get(this.engine.channel(sub.ref))?.native;
+        if (nt) this.join(nt, client, sub);
         return;
       }
     }

@@ -46,8 +46,7 @@ export async function join(
       reply: {
         room,
         ...presenceFields(ctx, await ctx.engine.presence(room)),
-        offset: existing.offset,
-        epoch: existing.epoch,
+        ...ctx.hub.position(existing),
       },
     };
   }

@@ -2,7 +2,7 @@
 // verified identities, and HTTP requests into plain HttpRequest objects for http/routes.ts.
 import * as uWS from 'uWebSockets.js';
 import { randomBytes } from 'node:crypto';
-import { SendStatus, type Connection } from '../hub/client';
+import { SendStatus, type Connection, type TopicPublisher } from '../hub/client';
 import type { Client } from '../hub/client';
 import type { Identity } from '../auth/tokens';
 import type { HttpRequest, HttpResponse } from '../http/routes';
@@ -55,6 +55,8 @@ export interface TransportHandlers {
   /** A binary frame; `data` is only valid during the call. */
   binary(client: Client, data: Uint8Array, bytes: number): void;
   drain(client: Client): void;
+  /** uWS answered a ping from the client with a pong: a frame the application did not write. */
+  pinged(client: Client): void;
   close(client: Client, code: number): void;
   http(req: HttpRequest): Promise<HttpResponse>;
 }
@@ -89,8 +91,17 @@ interface SocketData {
   client?: Client;
 }
 
+/**
+ * A topic no frame is ever published to. A socket in any native topic is also in this one until it closes, so uWS
+ * keeps its subscriber record (and with it the frames published to the socket but not yet written, which uWS
+ * writes at the end of the event-loop turn or before the socket's next send) when it leaves its last stream topic.
+ * Some uWS versions drop that record, and the frames queued on it, on the last unsubscribe.
+ */
+const ANCHOR_TOPIC = 'anchor';
+
 class UwsConnection implements Connection {
   open = true;
+  private anchored = false;
   constructor(
     readonly id: string,
     readonly encoding: Encoding,
@@ -104,6 +115,17 @@ class UwsConnection implements Connection {
   }
   bufferedAmount(): number {
     return this.open ? this.ws.getBufferedAmount() : 0;
+  }
+  subscribe(topic: string): void {
+    if (!this.open) return;
+    if (!this.anchored) {
+      this.ws.subscribe(ANCHOR_TOPIC);
+      this.anchored = true;
+    }
+    this.ws.subscribe(topic);
+  }
+  unsubscribe(topic: string): void {
+    if (this.open) this.ws.unsubscribe(topic);
   }
   close(code: number, reason: string): void {
     if (!this.open) return;
@@ -134,7 +156,7 @@ function connectionId(): string {
   return randomBytes(9).toString('base64url');
 }
 
-export class UwsTransport {
+export class UwsTransport implements TopicPublisher {
   private readonly app: uWS.TemplatedApp;
   private listenSocket: uWS.us_listen_socket | null = null;
 
@@ -174,6 +196,11 @@ export class UwsTransport {
       drain: (ws) => {
         const { client } = ws.getUserData();
         if (client) handlers.drain(client);
+      },
+      // uWS has written the pong already (before this handler runs).
+      ping: (ws) => {
+        const { client } = ws.getUserData();
+        if (client) handlers.pinged(client);
       },
       close: (ws, code) => {
         const data = ws.getUserData();
@@ -343,6 +370,16 @@ export class UwsTransport {
         .LIBUS_LISTEN_EXCLUSIVE_PORT;
       listen(this.opts.host, this.opts.port, exclusive, done);
     });
+  }
+
+  /**
+   * Writes the frame to every socket subscribed to the topic (uWS `app.publish`): queued per socket and written at the
+   * end of this event-loop turn, or before that socket's next send, so per socket the order of publishes and sends
+   * holds. A socket over maxBackpressure is skipped without a word: the hub never lets that happen to a subscriber.
+   * A JSON frame goes out as text, MessagePack bytes as binary.
+   */
+  publish(topic: string, frame: string | Uint8Array, binary: boolean): void {
+    this.app.publish(topic, frame, binary);
   }
 
   /** Stops accepting connections; open sockets are left to the caller to close. */
