@@ -107,3 +107,59 @@ test('replies share the one egress: a reply into a backed-up socket pauses live 
   await c.reply({ type: 'ping' });
   expect(c.conn.closedWith?.code).toBe(CLOSE.slowConsumer);
 });
+
+test('native topics: a member that stops reading leaves its topic before uWS would skip it, and rejoins once caught up', async () => {
+  node = await startNode({
+    SLOW_CONSUMER_BYTES: '8192',
+    MAX_BUFFERED_BYTES: '65536',
+    MAX_MESSAGE_BYTES: '4096',
+    MAX_FRAME_BYTES: '8192',
+    USER_MSG_RATE: '0',
+    CMD_RATE: '100000',
+    CMD_BURST: '100000',
+  });
+  const pub = await node.connect('alice');
+  const reader = await node.connect('bob');
+  const stalled = await node.connect('carol');
+  for (const c of [pub, reader, stalled]) await c.ok({ type: 'join', room: 'n' });
+  await pub.ok({ type: 'publish', room: 'n', body: 0 });
+  await until('all three in the native topic', () => node.hub.nativeMembers === 3);
+  stalled.conn.stalled = true;
+  const pad = 'x'.repeat(500);
+  for (let i = 1; i < 200; i++) await pub.ok({ type: 'publish', room: 'n', body: { i, pad } });
+  await until('the reader has everything', () => reader.conn.events('message').length === 200);
+  expect(node.hub.slowConsumers).toBe(1);
+  expect(node.hub.nativeMembers).toBe(2);
+  // Taken out before its buffer passed MAX_BUFFERED_BYTES: nothing was ever skipped, nothing closed.
+  expect(stalled.conn.buffered).toBeLessThanOrEqual(65536);
+  expect(stalled.conn.closedWith).toBeUndefined();
+  stalled.conn.stalled = false;
+  stalled.conn.buffered = 0;
+  node.hub.drained(stalled.client);
+  await until('caught up', () => stalled.conn.events('message').length === 200);
+  await until('back in the topic', () => node.hub.nativeMembers === 3);
+  await pub.ok({ type: 'publish', room: 'n', body: 'after' });
+  await until('live again', () => stalled.conn.events('message').length === 201);
+  for (const c of [pub, reader, stalled]) {
+    expect(offsets(c.conn.events('message'))).toEqual(Array.from({ length: 201 }, (_, k) => k + 1));
+    expect(c.conn.silentlyDropped).toBe(0);
+  }
+});
+
+test('native topics: a DM sender connection passes over its own copy while its other connection gets it from the topic', async () => {
+  node = await startNode();
+  const a1 = await node.connect('ann');
+  const a2 = await node.connect('ann');
+  const bo = await node.connect('bo');
+  for (let i = 1; i <= 30; i++) {
+    if (i % 3 === 0) await a1.ok({ type: 'dm', to: 'bo', body: i });
+    else await bo.ok({ type: 'dm', to: 'ann', body: i });
+  }
+  await until('a2 has all 30', () => a2.conn.events('dm').length === 30);
+  await until('a1 has the 20 from bo', () => a1.conn.events('dm').length === 20);
+  expect(offsets(a2.conn.events('dm'))).toEqual(Array.from({ length: 30 }, (_, k) => k + 1));
+  expect(offsets(a1.conn.events('dm'))).toEqual(
+    Array.from({ length: 30 }, (_, k) => k + 1).filter((o) => o % 3 !== 0),
+  );
+  expect(node.hub.nativeMembers).toBeGreaterThanOrEqual(2);
+});

@@ -70,6 +70,8 @@ export class FakeConnection implements Connection {
   readonly subscribed = new Set<string>();
   /** What the next send returns. */
   status: SendStatus = SendStatus.SENT;
+  /** A reader that stopped: every frame written (sent or published) stays in `buffered`, and sends say BUFFERED. */
+  stalled = false;
   buffered = 0;
   onClose?: (code: number) => void;
 
@@ -111,6 +113,7 @@ export class FakeConnection implements Connection {
     validateServerFrame(parsed); // throws on a malformed frame
     this.frames.push(parsed as Record<string, unknown>);
     this.bytes.push(Buffer.byteLength(text));
+    if (this.stalled) this.buffered += Buffer.byteLength(text) + 2;
   }
 
   send(frame: OutFrame): SendStatus {
@@ -118,7 +121,7 @@ export class FakeConnection implements Connection {
     this.flush();
     if (this.status === SendStatus.DROPPED) return SendStatus.DROPPED;
     this.record(frame);
-    return this.status;
+    return this.stalled ? SendStatus.BUFFERED : this.status;
   }
 
   bufferedAmount(): number {
@@ -180,6 +183,7 @@ export async function startNode(env: Record<string, string> = {}): Promise<TestN
     rooms: hub.roomCount,
     channels: hub.channelCount,
     slow: hub.slowConsumers,
+    native: hub.nativeMembers,
     historyReadsRunning: hub.historyReads.running,
     historyReadsWaiting: hub.historyReads.waiting,
     ready: true,

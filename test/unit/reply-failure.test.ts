@@ -49,6 +49,7 @@ test('a reply that cannot be serialized is answered internal; the connection and
     rooms: 0,
     channels: 0,
     slow: 0,
+    native: 0,
     historyReadsRunning: 0,
     historyReadsWaiting: 0,
     ready: true,

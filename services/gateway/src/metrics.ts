@@ -131,6 +131,8 @@ export function createMetrics(
     rooms: number;
     channels: number;
     slow: number;
+    /** Connections receiving at least one stream through a native topic. */
+    native: number;
     historyReadsRunning: number;
     historyReadsWaiting: number;
     ready: boolean;
@@ -155,6 +157,11 @@ export function createMetrics(
   gauge('gateway_rooms', 'Rooms with at least one local member.', (g) => g.rooms);
   gauge('gateway_pubsub_channels', 'Bus channels this node is subscribed to.', (g) => g.channels);
   gauge('gateway_slow_consumers', 'Connections currently held back by backpressure.', (g) => g.slow);
+  gauge(
+    'gateway_native_topic_members',
+    'Connections receiving at least one stream through a uWS native topic (in sync, one publish per event).',
+    (g) => g.native,
+  );
   gauge(
     'gateway_history_reads_running',
     'Reads of stored history (history pages, replays, catch-ups) running now (at most HISTORY_READ_CONCURRENCY).',

@@ -93,6 +93,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     rooms: hub.roomCount,
     channels: hub.channelCount,
     slow: hub.slowConsumers,
+    native: hub.nativeMembers,
     historyReadsRunning: hub.historyReads.running,
     historyReadsWaiting: hub.historyReads.waiting,
     ready: ready(),
