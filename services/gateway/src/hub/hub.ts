@@ -22,14 +22,11 @@ function memberNamed(nt: NativeTopic, id: string): boolean {
 }
 
 /**
- * A stream's native topic: the connections in sync on the stream, one transport topic per encoding. Its position
- * (epoch, offset) is the last event of the stream that went out live on this node, through the topic or per
- * connection; every member's position is exactly that (a member's own Sub.offset is stale until it leaves).
+ * A stream's native topic: the connections in sync on the stream, one transport topic per encoding; it exists while
+ * it has members. Its position is the stream's live position (Topic.liveEpoch, liveOffset), and every member's
+ * position is exactly that (a member's own Sub.offset is stale until it leaves).
  */
 class NativeTopic {
-  epoch = '';
-  /** -1 until the first live event: no sub is level with it before. */
-  offset = -1;
   readonly members = new Map<Client, Sub>();
   json = 0;
   msgpack = 0;
@@ -37,6 +34,12 @@ class NativeTopic {
   readonly names: { json: string; msgpack: string };
   constructor(readonly topic: Topic) {
     this.names = { json: `${topic.channel}|j`, msgpack: `${topic.channel}|m` };
+  }
+  get epoch(): string {
+    return this.topic.liveEpoch;
+  }
+  get offset(): number {
+    return this.topic.liveOffset;
   }
 }
 
@@ -49,9 +52,16 @@ interface Topic {
    * one user's, so it needs no count (its last connection leaves when subs is empty).
    */
   users?: Map<string, number>;
-  /** The subs that are not in the native topic (all of them without one): deliver()'s per-connection path. */
-  direct: Map<Client, Sub>;
+  /**
+   * The last event that went out live on this node (through the native topic or per connection), and its epoch;
+   * -1 before the first, so that no sub is level with it.
+   */
+  liveEpoch: string;
+  liveOffset: number;
+  /** Connections in sync, while there are any. */
   native?: NativeTopic;
+  /** While `native` exists: the subs not in it, deliver()'s per-connection path (without it, that is `subs`). */
+  direct?: Map<Client, Sub>;
   subscribed: Promise<void>;
   /** Presence changes waiting for the batch window (rooms only): user -> last change. */
   presence?: { changes: Map<string, 'join' | 'leave'>; timer: NodeJS.Timeout };
@@ -191,10 +201,10 @@ export class Hub {
         channel,
         subs: new Map(),
         users: ref.kind === 'room' ? new Map() : undefined,
-        direct: new Map(),
+        liveEpoch: '',
+        liveOffset: -1,
         subscribed: this.engine.subscribe(channel),
       };
-      if (this.publisher) topic.native = new NativeTopic(topic);
       this.topics.set(channel, topic);
       topic.subscribed.catch(() => {
         if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
@@ -202,7 +212,7 @@ export class Hub {
     }
     const sub: Sub = { ref, epoch: '', offset: 0, start: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
-    topic.direct.set(client, sub);
+    topic.direct?.set(client, sub);
     topic.users?.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
     const ready = topic.subscribed.catch((err: unknown) => {
       this.remove(client, ref);
@@ -255,7 +265,7 @@ export class Hub {
     if (!topic || !sub) return false;
     if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
     topic.subs.delete(client);
-    topic.direct.delete(client);
+    topic.direct?.delete(client);
     let left = topic.subs.size;
     if (topic.users) {
       left = (topic.users.get(client.user) ?? 1) - 1;
@@ -312,7 +322,8 @@ export class Hub {
     this.slow++;
     this.events.backpressure();
     if (client.nativeTopics > 0)
-      for (const sub of this.subsOf(client)) if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
+      for (const sub of this.subsOf(client))
+        if (sub.native) this.leave(sub.native as NativeTopic, client, sub);
   }
 
   /**
@@ -404,19 +415,18 @@ export class Hub {
     const frame = new Prepared(m.frame);
     const nt = topic.native;
     if (nt) {
-      if (nt.members.size > 0) {
-        // A `skip` (a DM's sender connection, which gets the reply instead) goes per connection when it is a member.
-        const next =
-          m.epoch === nt.epoch && m.offset === nt.offset + 1 && (m.skip === '' || !memberNamed(nt, m.skip));
-        if (next && this.publish(nt, frame)) {
-          sentJson = nt.json;
-          sentPacked = nt.msgpack;
-        } else this.leaveAll(nt);
-      }
-      nt.epoch = m.epoch;
-      nt.offset = m.offset;
+      // A `skip` (a DM's sender connection, which gets the reply instead) goes per connection when it is a member.
+      const next =
+        m.epoch === nt.epoch && m.offset === nt.offset + 1 && (m.skip === '' || !memberNamed(nt, m.skip));
+      if (next && this.publish(nt, frame)) {
+        sentJson = nt.json;
+        sentPacked = nt.msgpack;
+      } else this.leaveAll(nt);
     }
-    for (const [client, sub] of topic.direct) {
+    topic.liveEpoch = m.epoch;
+    topic.liveOffset = m.offset;
+    const native = this.publisher !== undefined;
+    for (const [client, sub] of topic.direct ?? topic.subs) {
       // The first event of a stream that was empty (epoch "") when this connection started on it: take its epoch.
       if (sub.epoch === '' && sub.offset === 0 && m.offset === 1 && !sub.catchingUp) sub.epoch = m.epoch;
       if (sub.catchingUp || client.lagging || m.epoch !== sub.epoch || m.offset > sub.offset + 1) {
@@ -435,7 +445,7 @@ export class Hub {
         if (client.conn.encoding === 'json') sentJson++;
         else sentPacked++;
       }
-      if (nt && sub.offset === nt.offset) this.join(nt, client, sub);
+      if (native && sub.offset === m.offset) this.join(topic, client, sub);
     }
     const type = topic.ref.kind === 'room' ? 'message' : 'dm';
     this.stats.countOut(type, frame.size('json'), sentJson);
@@ -485,17 +495,20 @@ export class Hub {
   }
 
   /** Adds the sub to the native topic if it is level with it and may join (invariants 1 and 2 above). */
-  private join(nt: NativeTopic, client: Client, sub: Sub): void {
+  private join(topic: Topic, client: Client, sub: Sub): void {
     if (sub.native || sub.catchingUp || client.lagging || client.closed) return;
-    if (sub.epoch !== nt.epoch || sub.offset !== nt.offset) return;
+    if (sub.epoch !== topic.liveEpoch || sub.offset !== topic.liveOffset) return;
     if (client.conn.bufferedAmount() > this.opts.slowConsumerBytes) return;
+    // (Iterating `subs` in deliver() meanwhile is fine: the copy is what later loops iterate.)
+    const direct = (topic.direct ??= new Map(topic.subs));
+    direct.delete(client);
+    const nt = (topic.native ??= new NativeTopic(topic));
     const encoding = client.conn.encoding;
     client.conn.subscribe(nt.names[encoding]);
     sub.native = nt;
     nt.members.set(client, sub);
     if (encoding === 'json') nt.json++;
     else nt.msgpack++;
-    nt.topic.direct.delete(client);
     if (client.nativeTopics++ === 0) this.members.add(client);
   }
 
@@ -510,8 +523,12 @@ export class Hub {
     nt.members.delete(client);
     if (encoding === 'json') nt.json--;
     else nt.msgpack--;
-    nt.topic.direct.set(client, sub);
+    nt.topic.direct?.set(client, sub);
     if (--client.nativeTopics === 0) this.members.delete(client);
+    if (nt.members.size === 0 && nt.topic.native === nt) {
+      nt.topic.native = undefined;
+      nt.topic.direct = undefined; // every sub again
+    }
   }
 
   private leaveAll(nt: NativeTopic): void {
@@ -610,8 +627,8 @@ export class Hub {
         if (sub.hold?.epoch === sub.epoch && sub.hold.to > sub.offset) sub.offset = sub.hold.to;
         sub.hold = undefined;
         sub.catchingUp = false;
-        const nt = this.topics.get(this.engine.channel(sub.ref))?.native;
-        if (nt) this.join(nt, client, sub);
+        const topic = this.publisher && this.topics.get(this.engine.channel(sub.ref));
+        if (topic) this.join(topic, client, sub);
         return;
       }
     }
