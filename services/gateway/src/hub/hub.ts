@@ -497,6 +497,9 @@ export class Hub {
   /** Adds the sub to the native topic if it is level with it and may join (invariants 1 and 2 above). */
   private join(topic: Topic, client: Client, sub: Sub): void {
     if (sub.native || sub.catchingUp || client.lagging || client.closed) return;
+    // A stream with one local connection (most users' inboxes) gains nothing from a topic of one, and each uWS
+    // topic and subscription costs native memory: it stays on the per-connection path.
+    if (topic.subs.size < 2) return;
     if (sub.epoch !== topic.liveEpoch || sub.offset !== topic.liveOffset) return;
     if (client.conn.bufferedAmount() > this.opts.slowConsumerBytes) return;
     // (Iterating `subs` in deliver() meanwhile is fine: the copy is what later loops iterate.)
