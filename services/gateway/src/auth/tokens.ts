@@ -126,14 +126,16 @@ export class TokenVerifier {
         throw new AuthError('room_pattern_too_long');
       rooms = patterns.map((p) => new RoomPattern(p));
     }
+    // Every field in one literal: an object kept per connection, with no property store added afterwards.
     const identity: Identity = {
       user: claims.sub,
       rooms,
       expiresAt: exp === undefined ? null : exp * 1000,
+      jti: typeof claims.jti === 'string' && claims.jti.length > 0 ? claims.jti : undefined,
+      issuedAt: iat,
       claims,
+      info: undefined,
     };
-    if (typeof claims.jti === 'string' && claims.jti.length > 0) identity.jti = claims.jti;
-    if (iat !== undefined) identity.issuedAt = iat;
     if (this.revoked(identity)) throw new AuthError('revoked');
     return identity;
   }

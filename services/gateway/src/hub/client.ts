@@ -72,7 +72,10 @@ export class Client {
   /** Created at the first join: an idle connection holds no map of its own. */
   private joined?: Map<string, Sub>;
   inbox?: Sub;
-  /** Resolves once the connection is live on its inbox (undefined if it never got there). */
+  /**
+   * While the inbox is being set up: resolves once the connection is live on it (undefined if it never got there).
+   * Cleared once it is live (client.inbox is then the live sub); kept when the setup failed.
+   */
   inboxReady?: Promise<Sub | undefined>;
   /** Over SLOW_CONSUMER_BYTES: live pushes stop until the socket drains. */
   lagging = false;

@@ -62,10 +62,13 @@ interface Topic {
   native?: NativeTopic;
   /** While `native` exists: the subs not in it, deliver()'s per-connection path (without it, that is `subs`). */
   direct?: Map<Client, Sub>;
-  subscribed: Promise<void>;
+  /** The SUBSCRIBE while it is pending (or failed); undefined once the channel is subscribed. */
+  subscribed?: Promise<void>;
   /** Presence changes waiting for the batch window (rooms only): user -> last change. */
   presence?: { changes: Map<string, 'join' | 'leave'>; timer: NodeJS.Timeout };
 }
+
+const SUBSCRIBED: Promise<void> = Promise.resolve();
 
 export interface HubOptions {
   slowConsumerBytes: number;
@@ -196,28 +199,36 @@ export class Hub {
     const channel = this.engine.channel(ref);
     let topic = this.topics.get(channel);
     if (!topic) {
-      topic = {
+      const subscribed = this.engine.subscribe(channel);
+      const created: Topic = (topic = {
         ref,
         channel,
         subs: new Map(),
         users: ref.kind === 'room' ? new Map() : undefined,
         liveEpoch: '',
         liveOffset: -1,
-        subscribed: this.engine.subscribe(channel),
-      };
-      this.topics.set(channel, topic);
-      topic.subscribed.catch(() => {
-        if (this.topics.get(channel) === topic && topic!.subs.size === 0) this.topics.delete(channel);
+        subscribed,
       });
+      this.topics.set(channel, topic);
+      subscribed.then(
+        () => {
+          if (created.subscribed === subscribed) created.subscribed = undefined;
+        },
+        () => {
+          if (this.topics.get(channel) === created && created.subs.size === 0) this.topics.delete(channel);
+        },
+      );
     }
     const sub: Sub = { ref, epoch: '', offset: 0, start: 0, catchingUp: true, seen: 0, gen: 0 };
     topic.subs.set(client, sub);
     topic.direct?.set(client, sub);
     topic.users?.set(client.user, (topic.users.get(client.user) ?? 0) + 1);
-    const ready = topic.subscribed.catch((err: unknown) => {
-      this.remove(client, ref);
-      throw err;
-    });
+    const ready = topic.subscribed
+      ? topic.subscribed.catch((err: unknown) => {
+          this.remove(client, ref);
+          throw err;
+        })
+      : SUBSCRIBED;
     return { sub, ready };
   }
 

@@ -16,10 +16,12 @@ export interface Session {
   identity: Identity;
   /** Created at the first command (an idle connection never needs one). */
   bucket?: TokenBucket;
-  violations: Violations;
+  /** Created at the first violation. */
+  violations?: Violations;
   /** Commands received and not yet answered. */
   inflight: number;
-  replyBudget: ByteBudget;
+  /** Created at the first heavy command or replay (an idle connection never needs one). */
+  replyBudget?: ByteBudget;
 }
 
 /** What a command handler may use of the node; the handlers never see the Gateway itself. */

@@ -116,20 +116,28 @@ export class Gateway {
    */
   open(conn: Connection, identity: Identity, since?: Since): Client {
     const client = new Client(conn.id, identity.user, conn);
+    // The connect hook was the last reader of the token's claims: an open connection does not keep them.
+    identity.claims = undefined;
     const session: Session = {
       client,
       identity,
       bucket: undefined,
-      violations: new Violations(),
+      violations: undefined,
       inflight: 0,
-      replyBudget: new ByteBudget(this.config.limits.replyBytesPerS),
+      replyBudget: undefined,
     };
     this.sessions.set(client, session);
     if (identity.expiresAt !== null) this.ctx.expiries.add(session, identity.expiresAt);
     this.metrics.connectionsOpened.inc();
-    client.inboxReady = openInbox(this.ctx, client, identity, since);
-    // Nothing it does may reject unhandled; inbox() awaits it again and answers its failure.
-    client.inboxReady.catch((err: unknown) => this.log.error({ err, conn: client.id }, 'welcome failed'));
+    const ready = (client.inboxReady = openInbox(this.ctx, client, identity, since));
+    // Kept only while pending (and when it failed): a live connection's inbox is client.inbox. Nothing it does may
+    // reject unhandled; inbox() awaits it again and answers its failure.
+    ready.then(
+      (sub) => {
+        if (sub && client.inboxReady === ready) client.inboxReady = undefined;
+      },
+      (err: unknown) => this.log.error({ err, conn: client.id }, 'welcome failed'),
+    );
     return client;
   }
 
@@ -205,13 +213,13 @@ export class Gateway {
             this.fail(session, command.id, 'internal', 'internal error');
             return;
           }
-          if (reserved > 0) session.replyBudget.spend(frame.length - reserved);
+          if (reserved > 0) this.budget(session).spend(frame.length - reserved);
           this.send(client, frame, 'reply');
           result.after?.();
         },
         (err: unknown) => {
           session.inflight--;
-          if (reserved > 0) session.replyBudget.spend(-reserved);
+          if (reserved > 0) this.budget(session).spend(-reserved);
           if (err instanceof ProtocolError)
             this.fail(session, command.id, err.code, err.message, err.retryAfterMs);
           else if (err instanceof UnavailableError)
@@ -257,7 +265,7 @@ export class Gateway {
         'the connection is not reading its replies; read them first',
         BUFFER_RETRY_MS,
       );
-    const wait = session.replyBudget.wait();
+    const wait = this.budget(session).wait();
     if (wait > 0) return refuse('reply_bytes', 'reply byte budget spent on this connection', wait);
     return true;
   }
@@ -268,13 +276,22 @@ export class Gateway {
     if (command.type === 'history') bytes = command.limit * (this.config.limits.maxMessageBytes + 256);
     else if (command.type === 'presence')
       bytes = this.config.limits.presenceReplyMax * PRESENCE_RESERVE_BYTES_PER_USER;
-    if (bytes > 0) session.replyBudget.spend(bytes);
+    if (bytes > 0) this.budget(session).spend(bytes);
     return bytes;
   }
 
   /** Bytes replayed to the client from history (join/inbox with since, catch-ups): spent from its budget. */
   replayed(client: Client, bytes: number): void {
-    this.sessions.get(client)?.replyBudget.spend(bytes);
+    const session = this.sessions.get(client);
+    if (session) this.budget(session).spend(bytes);
+  }
+
+  /**
+   * The connection's reply byte budget, created at its first use: a new budget holds a full second's worth, which
+   * is what one created at open would hold by then (it refills up to that and nothing was spent from it).
+   */
+  private budget(session: Session): ByteBudget {
+    return (session.replyBudget ??= new ByteBudget(this.config.limits.replyBytesPerS));
   }
 
   /** One frame into a command through the one validator; each encoding accepts only its own frame kind. */
@@ -300,7 +317,7 @@ export class Gateway {
     this.metrics.errorReplies.inc({ code });
     this.send(client, errorReply(re, code, message, retryAfterMs), 'reply');
     if (!ERROR_CODES[code].violation) return;
-    if (session.violations.add() >= this.config.limits.maxViolations) {
+    if ((session.violations ??= new Violations()).add() >= this.config.limits.maxViolations) {
       this.log.info({ conn: client.id, user: client.user }, 'closing connection after repeated bad frames');
       client.conn.close(CLOSE.policy, 'too many bad frames');
     }

@@ -77,7 +77,8 @@ export async function openInbox(
  */
 export async function inbox(ctx: SessionContext, session: Session, since?: Since): Promise<Handled<'inbox'>> {
   const { client } = session;
-  const sub = await client.inboxReady;
+  // inboxReady is kept only while the inbox is being set up (or when that failed); once live it is client.inbox.
+  const sub = client.inboxReady ? await client.inboxReady : client.inbox;
   if (!sub) throw new UnavailableError('the connection could not be set up');
   const ref: StreamRef = { kind: 'inbox', name: client.user };
   const head = await ctx.engine.read(ref, since?.offset ?? Number.MAX_SAFE_INTEGER, 1);

@@ -77,7 +77,8 @@ export interface TransportOptions {
 
 interface SocketData {
   id: string;
-  accepted: Accepted;
+  /** Until open() has it (not kept for the socket's life). */
+  accepted?: Accepted;
   encoding: Encoding;
   /**
    * Upgraded from inside res.cork() after an asynchronous decision: the application is told of the socket on the
@@ -175,8 +176,10 @@ export class UwsTransport implements TopicPublisher {
       open: (ws) => {
         const data = ws.getUserData();
         const conn = (data.conn = new UwsConnection(data.id, data.encoding, ws));
+        const accepted = data.accepted!;
+        data.accepted = undefined;
         if (!data.deferOpen) {
-          data.client = handlers.open(conn, data.accepted);
+          data.client = handlers.open(conn, accepted);
           return;
         }
         data.pending = [];
@@ -184,7 +187,7 @@ export class UwsTransport implements TopicPublisher {
           const pending = data.pending ?? [];
           data.pending = undefined;
           if (!conn.open) return; // closed meanwhile: the application never saw it
-          const client = (data.client = handlers.open(conn, data.accepted));
+          const client = (data.client = handlers.open(conn, accepted));
           for (const m of pending) this.deliver(client, m.bytes, m.isBinary);
         });
       },
