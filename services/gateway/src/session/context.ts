@@ -1,7 +1,7 @@
 // What the session handlers share: the per-connection state, the narrow context they run in, and their result type.
 import type { Config } from '../config';
 import type { Engine } from '../engine/engine';
-import type { Client } from '../hub/client';
+import { Client, type Connection } from '../hub/client';
 import type { Hub } from '../hub/hub';
 import type { PresenceMarks } from '../hub/presence-marks';
 import type { Logger } from '../logger';
@@ -11,17 +11,31 @@ import type { Hooks } from '../hooks/hooks';
 import type { CommandType, ResultMap } from '../../../../protocol';
 import type { ByteBudget, TokenBucket, Violations } from './limits';
 
-export interface Session {
-  client: Client;
-  identity: Identity;
+/**
+ * One connection's session: the hub's Client (its rooms, inbox and lag state) and what the session layer keeps per
+ * connection, in one object (an idle connection holds no separate record).
+ */
+export class Session extends Client {
   /** Created at the first command (an idle connection never needs one). */
-  bucket?: TokenBucket;
+  bucket?: TokenBucket = undefined;
   /** Created at the first violation. */
-  violations?: Violations;
+  violations?: Violations = undefined;
   /** Commands received and not yet answered. */
-  inflight: number;
+  inflight = 0;
   /** Created at the first heavy command or replay (an idle connection never needs one). */
-  replyBudget?: ByteBudget;
+  replyBudget?: ByteBudget = undefined;
+
+  constructor(
+    conn: Connection,
+    public identity: Identity,
+  ) {
+    super(conn.id, identity.user, conn);
+  }
+
+  /** The connection as the hub sees it: the session itself. */
+  get client(): Client {
+    return this;
+  }
 }
 
 /** What a command handler may use of the node; the handlers never see the Gateway itself. */

@@ -5,7 +5,7 @@
 import type { Config } from '../config';
 import type { Engine, Revocation } from '../engine/engine';
 import { revokes, UnavailableError } from '../engine/engine';
-import { Client, type Connection } from '../hub/client';
+import type { Client, Connection } from '../hub/client';
 import type { Hub } from '../hub/hub';
 import { PresenceMarks } from '../hub/presence-marks';
 import type { Logger } from '../logger';
@@ -34,7 +34,7 @@ import {
 import { DecodeError, decodeMsgpack } from '../protocol/encoding';
 import type { Hooks } from '../hooks/hooks';
 import { ByteBudget, TokenBucket, Violations } from './limits';
-import type { Handled, Session } from './context';
+import { Session, type Handled } from './context';
 import { refresh, sessionExpiries, type AuthContext } from './auth';
 import { inbox, openInbox } from './inbox';
 import { dm, publish } from './messages';
@@ -57,7 +57,8 @@ const BUFFER_RETRY_MS = 500;
 const PRESENCE_RESERVE_BYTES_PER_USER = 64;
 
 export class Gateway {
-  readonly sessions = new Map<Client, Session>();
+  /** Every open connection's session (each one is also its Client). */
+  private readonly live = new Set<Session>();
   readonly marks: PresenceMarks;
   /** What the handlers run with: the node's parts, never the Gateway itself. */
   private readonly ctx: AuthContext;
@@ -106,8 +107,19 @@ export class Gateway {
     return this.ctx.log;
   }
 
+  /** The open connections. */
+  get sessions(): ReadonlySet<Client> {
+    return this.live;
+  }
+
   get clients(): Iterable<Client> {
-    return this.sessions.keys();
+    return this.live;
+  }
+
+  /** The session of an open connection (a Client the gateway opened and has not closed), else undefined. */
+  private sessionOf(client: Client): Session | undefined {
+    const session = client as Session;
+    return this.live.has(session) ? session : undefined;
   }
 
   /**
@@ -115,18 +127,11 @@ export class Gateway {
    * client's inbox position when it gave one (`?inbox=<offset>:<epoch>` on the upgrade).
    */
   open(conn: Connection, identity: Identity, since?: Since): Client {
-    const client = new Client(conn.id, identity.user, conn);
     // The connect hook was the last reader of the token's claims: an open connection does not keep them.
     identity.claims = undefined;
-    const session: Session = {
-      client,
-      identity,
-      bucket: undefined,
-      violations: undefined,
-      inflight: 0,
-      replyBudget: undefined,
-    };
-    this.sessions.set(client, session);
+    const session = new Session(conn, identity);
+    const client: Client = session;
+    this.live.add(session);
     if (identity.expiresAt !== null) this.ctx.expiries.add(session, identity.expiresAt);
     this.metrics.connectionsOpened.inc();
     const ready = (client.inboxReady = openInbox(this.ctx, client, identity, since));
@@ -142,9 +147,9 @@ export class Gateway {
   }
 
   closed(client: Client, code: number): void {
-    const session = this.sessions.get(client);
+    const session = this.sessionOf(client);
     if (!session) return;
-    this.sessions.delete(client);
+    this.live.delete(session);
     client.closed = true;
     if (session.identity.expiresAt !== null) this.ctx.expiries.remove(session, session.identity.expiresAt);
     this.hub.forget(client);
@@ -168,14 +173,14 @@ export class Gateway {
     } catch (err) {
       // A bug must cost one reply, not the node.
       this.log.error({ err, conn: client.id }, 'frame handling failed');
-      const session = this.sessions.get(client);
+      const session = this.sessionOf(client);
       if (session) this.fail(session, null, 'internal', 'internal error');
     }
   }
 
   private handle(client: Client, frame: string | Uint8Array, bytes: number): void {
     this.stats.bytesIn += bytes;
-    const session = this.sessions.get(client);
+    const session = this.sessionOf(client);
     if (!session) return;
     let command: ParsedCommand;
     try {
@@ -282,7 +287,7 @@ export class Gateway {
 
   /** Bytes replayed to the client from history (join/inbox with since, catch-ups): spent from its budget. */
   replayed(client: Client, bytes: number): void {
-    const session = this.sessions.get(client);
+    const session = this.sessionOf(client);
     if (session) this.budget(session).spend(bytes);
   }
 
@@ -364,14 +369,14 @@ export class Gateway {
 
   /** Closes every local connection of the user (server API disconnect, any node). */
   disconnectUser(user: string): void {
-    for (const client of [...this.sessions.keys()])
+    for (const client of [...this.live])
       if (client.user === user) client.conn.close(CLOSE.kicked, 'disconnected by server');
   }
 
   /** Closes every local connection whose current token `r` revokes, with 4004. */
   closeRevoked(r: Revocation): void {
-    for (const [client, session] of [...this.sessions])
-      if (revokes(r, session.identity)) {
+    for (const client of [...this.live])
+      if (revokes(r, client.identity)) {
         this.log.info({ conn: client.id, user: client.user }, 'token revoked; closing');
         client.conn.close(CLOSE.tokenRevoked, 'token revoked');
       }
@@ -383,7 +388,8 @@ export class Gateway {
    * left as they are.
    */
   roomForUser(user: string, kind: 'join' | 'leave', room: string): void {
-    for (const [client, session] of this.sessions) {
+    for (const session of this.live) {
+      const client: Client = session;
       if (client.user !== user || client.closed) continue;
       if (kind === 'leave') {
         if (!client.rooms.has(room)) continue;
@@ -406,7 +412,7 @@ export class Gateway {
 
   /** Drain: tell every client to reconnect elsewhere and close it with 1001. */
   goAway(): void {
-    for (const client of [...this.sessions.keys()]) {
+    for (const client of [...this.live]) {
       this.send(client, reconnectEvent('draining'), 'reconnect');
       client.conn.close(CLOSE.goingAway, 'node draining');
     }
