@@ -36,6 +36,7 @@ export async function refresh(
   if (identity.user !== session.identity.user)
     throw new ProtocolError('unauthorized', 'token is for another user');
   if (session.identity.expiresAt !== null) ctx.expiries.remove(session, session.identity.expiresAt);
+  identity.claims = undefined; // a session keeps no claims (see Gateway.open)
   session.identity = identity;
   if (identity.expiresAt !== null) ctx.expiries.add(session, identity.expiresAt);
   // The new token's `rooms` claim applies now: rooms it no longer allows are left (a normal leave).
