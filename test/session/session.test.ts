@@ -4,6 +4,7 @@
 import { CLOSE, ERROR_CODES } from '../../protocol';
 import { until } from '../helpers/harness';
 import { startNode, type TestNode } from './node';
+import type { Session } from '../../services/gateway/src/session/context';
 
 let node: TestNode;
 afterEach(async () => {
@@ -158,4 +159,20 @@ test('drain: every connection gets `reconnect`, then a 1001 close', async () => 
     expect(c.conn.closedWith?.code).toBe(CLOSE.goingAway);
   }
   expect(node.gateway.sessions.size).toBe(0);
+});
+
+test('an idle connection keeps no settled promise, no token claims and no per-command state; inbox {since} still answers', async () => {
+  node = await startNode();
+  const a = await node.connect('alice');
+  // Welcomed: the inbox is live, so the promise that set it up is not kept (client.inbox is the live sub).
+  await until('inbox setup settled', () => a.client.inboxReady === undefined);
+  expect(a.client.inbox).toBeDefined();
+  const session = a.client as Session;
+  expect(session.identity.claims).toBeUndefined();
+  expect(session.bucket).toBeUndefined();
+  expect(session.violations).toBeUndefined();
+  expect(session.replyBudget).toBeUndefined();
+  // The `inbox` command runs on the live sub without the promise.
+  expect(await a.ok({ type: 'inbox', since: { offset: 0 } })).toMatchObject({ offset: 0, recovered: true });
+  expect(session.replyBudget).toBeDefined();
 });
