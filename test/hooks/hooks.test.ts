@@ -16,6 +16,7 @@ import { HttpHooks } from '../../services/gateway/src/hooks/hooks';
 import { pino } from 'pino';
 
 const HOOK_SECRET = 'hook-secret-0123456789';
+const API_KEY = 'api-key-for-hook-tests';
 let backend: FakeBackend;
 const behaviour: Record<string, Handler> = {};
 let closed: GatewayProc; // fail closed (the default), connect timeout 3 s, join/publish 1.5 s, 2 concurrent calls
@@ -54,7 +55,7 @@ beforeAll(async () => {
   });
   allowAll();
   [closed, open, backendAuth] = await Promise.all([
-    startGateway({ ...hookEnv('closed'), HOOK_MAX_CONCURRENCY: '2' }),
+    startGateway({ ...hookEnv('closed'), HOOK_MAX_CONCURRENCY: '2', API_KEY }),
     startGateway({ ...hookEnv('open'), HOOK_JOIN_CACHE_MS: '60000' }),
     startGateway({
       JWT_SECRET: '',
@@ -150,6 +151,18 @@ describe('connect hook', () => {
       await metric(closed, new RegExp(`^gateway_hook_errors_total\\{.*hook="connect".*kind="${kind}"`)),
     ).toBe(before + 1);
     await stillServes(closed);
+  });
+
+  test('a connection it admitted with a JWT stays revocable by the token id', async () => {
+    const jti = `hooked-${Date.now()}`;
+    const c = await TestClient.connect(closed.wsUrl, token('revocable', { extra: { jti } }));
+    const res = await fetch(`${closed.url}/api/revoke-token`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({ jti, exp: Math.floor(Date.now() / 1000) + 600 }),
+    });
+    expect(res.status).toBe(200);
+    expect(await c.waitClosed(5000)).toBe(4004);
   });
 
   test('fail open: a failed connect hook admits the JWT identity', async () => {

@@ -82,6 +82,9 @@ export function createAdmission(
       user,
       rooms: decision.rooms ? decision.rooms.map((r) => new RoomPattern(r)) : verified?.rooms,
       expiresAt: verified?.expiresAt ?? null,
+      // The token stays revocable: by its id, and with its user's tokens issued before a time.
+      jti: verified?.jti,
+      issuedAt: verified?.issuedAt,
       claims: verified?.claims,
       info: decision.info,
     };
