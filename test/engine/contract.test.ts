@@ -48,6 +48,57 @@ const makers: [string, () => Engine][] = [
   ],
 ];
 
+describe('redis engine readiness', () => {
+  test('a node whose own event loop was busy past the probe timeout stays ready while Redis answers; a stopped Redis makes it unready', async () => {
+    const engine = new RedisEngine(
+      {
+        ...bounds,
+        url: redis.url,
+        nodeId: `rd-${++seq}`,
+        keyPrefix: 'rd',
+        commandTimeoutMs: 2000,
+        presenceTtlMs: 1000,
+        probeTimeoutMs: 100,
+      },
+      pino({ level: 'silent' }),
+    );
+    await engine.start();
+    try {
+      await until('engine ready', () => engine.ready());
+      // Right after sending a probe the node is busy for 3 × the probe timeout (a connect storm, a big fan-out),
+      // 15 times; ready() is read every few ms. Redis answers every PING at once: the PONG waits to be read.
+      const client = (engine as unknown as { redis: { ping: () => Promise<string> } }).redis;
+      const ping = client.ping.bind(client);
+      let busyProbes = 0;
+      client.ping = () => {
+        const sent = ping();
+        if (busyProbes < 15) {
+          busyProbes++;
+          const end = performance.now() + 300;
+          while (performance.now() < end); // busy
+        }
+        return sent;
+      };
+      let unready = 0;
+      const sampler = setInterval(() => (unready += engine.ready() ? 0 : 1), 2);
+      await until('15 busy probes', () => busyProbes === 15, 30_000);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      clearInterval(sampler);
+      expect(unready).toBe(0);
+      // Redis itself stopped: unready within the probe timeout (and a probe interval), ready again once it answers.
+      redis.pause();
+      try {
+        await until('unready', () => !engine.ready(), 1000);
+      } finally {
+        redis.resume();
+      }
+      await until('ready again', () => engine.ready(), 5000);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
 describe('redis engine revocations across nodes', () => {
   const node = (id: string) =>
     new RedisEngine(

@@ -176,8 +176,11 @@ export class RedisEngine implements Engine {
   private readonly probeTimeoutMs: number;
   private activity: (a: Activity) => void = () => {};
   private pingOk = false;
-  /** When the PING in flight was sent (performance.now()), or undefined when none is in flight. */
-  private probeSince?: number;
+  /** The readiness PING in flight (one at a time), by its sequence number. */
+  private probing?: number;
+  private probeSeq = 0;
+  /** The PING in flight is overdue: no answer read within probeTimeoutMs (see start()). */
+  private probeLate = false;
   /** Other live instances that share this NODE_ID (two processes started with the same NODE_ID). */
   private twins: string[] = [];
   /** Nodes whose lease had lapsed at the last heartbeat (their entries await a sweep). */
@@ -375,21 +378,27 @@ export class RedisEngine implements Engine {
       [this.redis, this.reader, ...this.writers].map((c) => c.connect().catch(() => undefined)),
     );
     await this.bus.start().catch((err: Error) => this.log.warn({ err: err.message }, 'bus start failed'));
-    // The readiness probe: one PING in flight at a time; ready() turns false as soon as one has waited longer
-    // than probeTimeoutMs, without waiting for it to time out.
+    // The readiness probe: one PING in flight at a time; ready() turns false as soon as one is overdue, without
+    // waiting for it to time out. Overdue means Redis did not answer, not that this node was late reading the
+    // answer: the check runs from setImmediate after the probe's timer, i.e. after the event loop's poll phase
+    // has read whatever Redis sent meanwhile. (A wall-clock check made a node busy with a connect storm refuse
+    // upgrades with 503 while its PONG sat unread in the socket.)
     this.pinger = setInterval(
       () => {
-        if (this.probeSince !== undefined) return;
-        this.probeSince = performance.now();
+        if (this.probing !== undefined) return;
+        const probe = (this.probing = ++this.probeSeq);
+        const settled = (ok: boolean) => {
+          this.pingOk = ok;
+          this.probing = undefined;
+          this.probeLate = false;
+        };
+        setTimeout(
+          () => setImmediate(() => (this.probeLate ||= this.probing === probe)),
+          this.probeTimeoutMs,
+        ).unref();
         this.timed('ping', () => this.redis.ping()).then(
-          () => {
-            this.pingOk = true;
-            this.probeSince = undefined;
-          },
-          () => {
-            this.pingOk = false;
-            this.probeSince = undefined;
-          },
+          () => settled(true),
+          () => settled(false),
         );
       },
       Math.max(50, Math.floor(this.probeTimeoutMs / 2)),
@@ -499,8 +508,7 @@ export class RedisEngine implements Engine {
   }
 
   ready(): boolean {
-    if (this.probeSince !== undefined && performance.now() - this.probeSince > this.probeTimeoutMs)
-      return false;
+    if (this.probeLate) return false;
     return this.pingOk && this.redis.status === 'ready' && this.bus.ready() && this.denylistLoaded;
   }
 
