@@ -103,6 +103,49 @@ describe('redis engine readiness', () => {
   });
 });
 
+describe('redis engine command timeout', () => {
+  test('a command written before the node got busy past REDIS_COMMAND_TIMEOUT_MS, and answered meanwhile, succeeds; one Redis does not answer fails at the limit', async () => {
+    const engine = new RedisEngine(
+      {
+        ...bounds,
+        url: redis.url,
+        nodeId: `ct-${++seq}`,
+        keyPrefix: 'ctm',
+        commandTimeoutMs: 500,
+        presenceTtlMs: 1000,
+        // No readiness PING during the test: a command auto-pipelined behind one in flight is written only once
+        // that one's answer is read, so it would not have been sent before the node got busy.
+        probeTimeoutMs: 60_000,
+      },
+      pino({ level: 'silent' }),
+    );
+    await engine.start();
+    try {
+      await until('engine ready', () => engine.ready());
+      for (let i = 0; i < 3; i++) {
+        const counted = engine.userRate(`busy-${seq}`, 1000);
+        // Busy for twice the limit (below ioredis's backstop), from the turn after ioredis wrote the command: the
+        // answer waits unread.
+        setImmediate(() => {
+          const end = performance.now() + 1000;
+          while (performance.now() < end); // busy
+        });
+        await expect(counted).resolves.toBe(0);
+      }
+      redis.pause();
+      try {
+        const started = performance.now();
+        await expect(engine.userRate(`stalled-${seq}`, 1000)).rejects.toThrow(/no answer within 500 ms/);
+        expect(performance.now() - started).toBeLessThan(1500); // the limit, not ioredis's backstop behind it
+      } finally {
+        redis.resume();
+      }
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
 describe('redis engine revocations across nodes', () => {
   const node = (id: string) =>
     new RedisEngine(

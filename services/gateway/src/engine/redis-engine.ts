@@ -159,6 +159,8 @@ const failoverRetryStrategy = (times: number) => Math.min(50 * 2 ** Math.min(tim
 
 /** Connections per node reserved for appends that WAIT for replicas (each carries one WAIT at a time). */
 const WAIT_CONNECTIONS = 4;
+/** ioredis's own command timeout is REDIS_COMMAND_TIMEOUT_MS plus this: a backstop, timed() decides first. */
+const COMMAND_TIMEOUT_BACKSTOP_MS = 1000;
 
 const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b/;
 
@@ -241,7 +243,7 @@ export class RedisEngine implements Engine {
           connection: {
             ...auth,
             connectionName: `gateway-sub:${this.instance}`,
-            commandTimeout: opts.commandTimeoutMs,
+            commandTimeout: opts.commandTimeoutMs + COMMAND_TIMEOUT_BACKSTOP_MS,
             retryStrategy: () => null,
           },
           refreshMs: 1000,
@@ -284,7 +286,8 @@ export class RedisEngine implements Engine {
     const opts = this.opts;
     const commands: RedisOptions = {
       connectionName,
-      commandTimeout: opts.commandTimeoutMs,
+      // A backstop behind timed(), which fails a call at the limit once the event loop has read what arrived.
+      commandTimeout: opts.commandTimeoutMs + COMMAND_TIMEOUT_BACKSTOP_MS,
       maxRetriesPerRequest: 0,
       enableOfflineQueue: false,
       enableAutoPipelining: true,
@@ -534,25 +537,7 @@ export class RedisEngine implements Engine {
    * subscription failed), which the connection runs after it.
    */
   async subscribe(channel: string): Promise<void> {
-    const start = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        this.bus.subscribe(channel),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no answer within ${this.opts.commandTimeoutMs} ms`)),
-            this.opts.commandTimeoutMs,
-          );
-        }),
-      ]);
-      this.observe('subscribe', (performance.now() - start) / 1000, true);
-    } catch (err) {
-      this.observe('subscribe', (performance.now() - start) / 1000, false);
-      throw new UnavailableError(`subscribe failed: ${(err as Error).message}`);
-    } finally {
-      clearTimeout(timer);
-    }
+    await this.timed('subscribe', () => this.bus.subscribe(channel));
   }
 
   async unsubscribe(channel: string): Promise<void> {
@@ -568,8 +553,15 @@ export class RedisEngine implements Engine {
     const start = performance.now();
     const limitMs = this.opts.commandTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
+    // Overdue once the limit passed and the event loop has read what arrived meanwhile: the timer's rejection waits
+    // for the check phase, after the poll phase that reads socket data, so a node that was itself busy past the
+    // limit does not fail a command whose answer sits unread (ioredis's own commandTimeout is set later, as a
+    // backstop: see client()).
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${limitMs} ms`)), limitMs);
+      timer = setTimeout(
+        () => setImmediate(() => reject(new Error(`no answer within ${limitMs} ms`))),
+        limitMs,
+      );
     });
     try {
       const result = await Promise.race([run(), deadline]);
