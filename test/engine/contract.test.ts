@@ -146,6 +146,43 @@ describe('redis engine command timeout', () => {
   });
 });
 
+describe('redis engine registry', () => {
+  test('a connection whose removal failed while Redis was down is removed at the next heartbeat', async () => {
+    // Its own Redis, persisted, so the registry outlives the crash and the removal is what went missing.
+    const own = await startRedis({ appendonly: true });
+    const engine = new RedisEngine(
+      {
+        ...bounds,
+        url: own.url,
+        nodeId: `rg-${++seq}`,
+        keyPrefix: 'rg',
+        commandTimeoutMs: 500,
+        presenceTtlMs: 10_000,
+      },
+      pino({ level: 'silent' }),
+    );
+    await engine.start();
+    try {
+      await until('engine ready', () => engine.ready());
+      const user = `gone|{u}-${seq}`;
+      const local = () => ({ rooms: new Map(), users: new Map([[user, new Set(['c2'])]]) });
+      await engine.heartbeat(local);
+      await engine.connectionAdd(user, 'c1', {});
+      await engine.connectionAdd(user, 'c2', {});
+      await own.kill();
+      await expect(engine.connectionRemove(user, 'c1')).rejects.toThrow();
+      await own.restart();
+      await until('engine ready', () => engine.ready(), 10_000);
+      expect(await engine.connectionCount(user)).toBe(2); // still registered: it would hold one of the user's places
+      await engine.heartbeat(local);
+      expect(await engine.connectionCount(user)).toBe(1);
+    } finally {
+      await engine.stop();
+      await own.stop();
+    }
+  });
+});
+
 describe('redis engine revocations across nodes', () => {
   const node = (id: string) =>
     new RedisEngine(

@@ -189,6 +189,8 @@ export class RedisEngine implements Engine {
   private deadNodes = new Set<string>();
   /** This node has held a lease (a lapsed one must be re-registered). */
   private leased = false;
+  /** Connections whose removal from the registry failed (Redis unreachable): retried at each heartbeat. */
+  private readonly unremoved = new Map<string, string>();
   private pinger?: NodeJS.Timeout;
   private readonly publishCommand: 'publish' | 'spublish';
   /** '1' where a replica can be promoted (cluster, sentinel): see FAILOVER_OFFSET_JUMP. */
@@ -845,10 +847,18 @@ export class RedisEngine implements Engine {
   }
 
   async connectionRemove(user: string, connId: string): Promise<void> {
-    await Promise.all([
-      this.connectionsCall('remove', user, connId),
-      this.index('srem', ['c', user, connId]),
-    ]);
+    try {
+      await Promise.all([
+        this.connectionsCall('remove', user, connId),
+        this.index('srem', ['c', user, connId]),
+      ]);
+      this.unremoved.delete(connId);
+    } catch (err) {
+      // Else the entry would count against the user's MAX_CONNECTIONS_PER_USER, and in `delivered` and the
+      // connection lists, for as long as this node lives.
+      this.unremoved.set(connId, user);
+      throw err;
+    }
   }
 
   /** Connections, leaving out those of nodes whose lease lapsed (until the sweep removes them). */
@@ -923,6 +933,9 @@ export class RedisEngine implements Engine {
       await this.reassert(local());
     }
     this.leased = true;
+    await Promise.all(
+      [...this.unremoved].map(([connId, user]) => this.connectionRemove(user, connId).catch(() => undefined)),
+    );
     const scores = await this.timed('nodes', () => this.redis.zrange(nodes, 0, -1, 'WITHSCORES'));
     const dead: string[] = [];
     const twins: string[] = [];
