@@ -12,7 +12,11 @@ import {
   type StreamRef,
 } from '../../services/gateway/src/engine/engine';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
-import { RedisEngine } from '../../services/gateway/src/engine/redis-engine';
+import {
+  RedisEngine,
+  type CommandObserver,
+  type RedisEngineOptions,
+} from '../../services/gateway/src/engine/redis-engine';
 import { keySlot } from '../../services/gateway/src/engine/redis-connections';
 import { storedEventParts } from '../../protocol';
 import { startRedis, until, type RedisProc } from '../helpers/harness';
@@ -29,39 +33,31 @@ afterAll(async () => {
   await redis?.stop();
 });
 
+/** A RedisEngine with the contract's bounds on this file's Redis; `opts` overrides (another url, a cluster, timeouts). */
+function redisEngine(opts: Partial<RedisEngineOptions> = {}, observe?: CommandObserver): RedisEngine {
+  return new RedisEngine(
+    {
+      ...bounds,
+      url: redis.url,
+      nodeId: `n${++seq}`,
+      keyPrefix: 'ct',
+      commandTimeoutMs: 2000,
+      presenceTtlMs: 1000,
+      ...opts,
+    },
+    pino({ level: 'silent' }),
+    observe,
+  );
+}
+
 const makers: [string, () => Engine][] = [
   ['memory', () => new MemoryEngine(bounds)],
-  [
-    'redis',
-    () =>
-      new RedisEngine(
-        {
-          ...bounds,
-          url: redis.url,
-          nodeId: `n${++seq}`,
-          keyPrefix: 'ct',
-          commandTimeoutMs: 2000,
-          presenceTtlMs: 1000,
-        },
-        pino({ level: 'silent' }),
-      ),
-  ],
+  ['redis', () => redisEngine()],
 ];
 
 describe('redis engine readiness', () => {
   test('a node whose own event loop was busy past the probe timeout stays ready while Redis answers; a stopped Redis makes it unready', async () => {
-    const engine = new RedisEngine(
-      {
-        ...bounds,
-        url: redis.url,
-        nodeId: `rd-${++seq}`,
-        keyPrefix: 'rd',
-        commandTimeoutMs: 5000,
-        presenceTtlMs: 1000,
-        probeTimeoutMs: 1000,
-      },
-      pino({ level: 'silent' }),
-    );
+    const engine = redisEngine({ commandTimeoutMs: 5000, probeTimeoutMs: 1000 });
     await engine.start();
     try {
       await until('engine ready', () => engine.ready());
@@ -105,20 +101,12 @@ describe('redis engine readiness', () => {
 
 describe('redis engine command timeout', () => {
   test('a command written before the node got busy past REDIS_COMMAND_TIMEOUT_MS, and answered meanwhile, succeeds; one Redis does not answer fails at the limit', async () => {
-    const engine = new RedisEngine(
-      {
-        ...bounds,
-        url: redis.url,
-        nodeId: `ct-${++seq}`,
-        keyPrefix: 'ctm',
-        commandTimeoutMs: 500,
-        presenceTtlMs: 1000,
-        // No readiness PING during the test: a command auto-pipelined behind one in flight is written only once
-        // that one's answer is read, so it would not have been sent before the node got busy.
-        probeTimeoutMs: 60_000,
-      },
-      pino({ level: 'silent' }),
-    );
+    const engine = redisEngine({
+      commandTimeoutMs: 500,
+      // No readiness PING during the test: a command auto-pipelined behind one in flight is written only once
+      // that one's answer is read, so it would not have been sent before the node got busy.
+      probeTimeoutMs: 60_000,
+    });
     await engine.start();
     try {
       await until('engine ready', () => engine.ready());
@@ -150,17 +138,7 @@ describe('redis engine registry', () => {
   test('a connection whose removal failed while Redis was down is removed at the next heartbeat', async () => {
     // Its own Redis, persisted, so the registry outlives the crash and the removal is what went missing.
     const own = await startRedis({ appendonly: true });
-    const engine = new RedisEngine(
-      {
-        ...bounds,
-        url: own.url,
-        nodeId: `rg-${++seq}`,
-        keyPrefix: 'rg',
-        commandTimeoutMs: 500,
-        presenceTtlMs: 10_000,
-      },
-      pino({ level: 'silent' }),
-    );
+    const engine = redisEngine({ url: own.url, commandTimeoutMs: 500, presenceTtlMs: 10_000 });
     await engine.start();
     try {
       await until('engine ready', () => engine.ready());
@@ -184,11 +162,7 @@ describe('redis engine registry', () => {
 });
 
 describe('redis engine revocations across nodes', () => {
-  const node = (id: string) =>
-    new RedisEngine(
-      { ...bounds, url: redis.url, nodeId: id, keyPrefix: 'rv', commandTimeoutMs: 2000, presenceTtlMs: 1000 },
-      pino({ level: 'silent' }),
-    );
+  const node = (id: string) => redisEngine({ nodeId: id, keyPrefix: 'rv' });
 
   test('a revocation reaches another node through the bus, and a node started later loads it', async () => {
     const a = node(`rva-${++seq}`);
@@ -456,21 +430,7 @@ describe.each(makers)('%s engine', (kind, make) => {
 let cluster: RedisClusterProc | undefined;
 const dmEngines: [string, () => Engine][] = [
   ...makers,
-  [
-    'redis cluster',
-    () =>
-      new RedisEngine(
-        {
-          ...bounds,
-          cluster: cluster!.seeds.split(','),
-          nodeId: `n${++seq}`,
-          keyPrefix: 'ct',
-          commandTimeoutMs: 2000,
-          presenceTtlMs: 1000,
-        },
-        pino({ level: 'silent' }),
-      ),
-  ],
+  ['redis cluster', () => redisEngine({ url: undefined, cluster: cluster!.seeds.split(',') })],
 ];
 
 describe.each(dmEngines)('%s engine: dm', (kind, make) => {
@@ -503,20 +463,9 @@ describe.each(dmEngines)('%s engine: dm', (kind, make) => {
 
   /** A Redis engine of this kind that records every call it makes but pings in `calls`. */
   const countingEngine = (k: string, calls: string[]) =>
-    new RedisEngine(
-      {
-        ...bounds,
-        ...(k === 'redis' ? { url: redis.url } : { cluster: cluster!.seeds.split(',') }),
-        nodeId: `n${++seq}`,
-        keyPrefix: 'ct',
-        commandTimeoutMs: 2000,
-        presenceTtlMs: 1000,
-      },
-      pino({ level: 'silent' }),
-      (command) => {
-        if (command !== 'ping') calls.push(command);
-      },
-    );
+    redisEngine(k === 'redis' ? {} : { url: undefined, cluster: cluster!.seeds.split(',') }, (command) => {
+      if (command !== 'ping') calls.push(command);
+    });
 
   beforeAll(async () => {
     if (kind === 'redis cluster') cluster = await startCluster({ primaries: 3, replicas: 0 });
