@@ -6,7 +6,7 @@ import { loadConfig, type Config } from '../../services/gateway/src/config';
 import { MemoryEngine } from '../../services/gateway/src/engine/memory-engine';
 import { Gateway } from '../../services/gateway/src/session/gateway';
 import { Hub } from '../../services/gateway/src/hub/hub';
-import { hubOptions } from '../../services/gateway/src/server';
+import { hubEvents, hubOptions, uwsMaxBackpressure } from '../../services/gateway/src/server';
 import {
   SendStatus,
   type Client,
@@ -194,18 +194,10 @@ export async function startNode(env: Record<string, string> = {}): Promise<TestN
     engine,
     hubOptions(config),
     stats,
-    {
-      backpressure: () => metrics.backpressure.inc(),
-      delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
-      disconnectUser: (user) => gateway.disconnectUser(user),
-      roomForUser: (user, kind, room) => gateway.roomForUser(user, kind, room),
-      overBuffered: (client) => gateway.overBuffered(client),
-      replayed: (client, bytes) => gateway.replayed(client, bytes),
-    },
+    hubEvents(metrics, () => gateway),
     log,
   );
-  // uWS's limit as server.ts sets it.
-  const topics = new FakeTopics(config.limits.maxBufferedBytes + 100 * (config.limits.maxMessageBytes + 512));
+  const topics = new FakeTopics(uwsMaxBackpressure(config));
   hub.useTopics(topics);
   const verifier = new TokenVerifier(config.jwt, (identity) => engine.isRevoked(identity));
   const gateway = new Gateway(config, engine, hub, verifier, metrics, stats, log);

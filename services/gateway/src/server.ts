@@ -7,9 +7,9 @@ import { MemoryEngine } from './engine/memory-engine';
 import { RedisEngine } from './engine/redis-engine';
 import { Gateway } from './session/gateway';
 import { AddressLimiter } from './session/limits';
-import { Hub, type HubOptions } from './hub/hub';
+import { Hub, type HubEvents, type HubOptions } from './hub/hub';
 import type { Logger } from './logger';
-import { createMetrics, Stats } from './metrics';
+import { createMetrics, Stats, type Metrics } from './metrics';
 import { mintDevToken, TokenVerifier } from './auth/tokens';
 import { createHooks } from './hooks/hooks';
 import { WebhookRecorder, WebhookSender, type WebhookObserver } from './hooks/webhooks';
@@ -37,6 +37,35 @@ export function hubOptions(config: Readonly<Config>): HubOptions {
       config.limits.maxBufferedBytes - config.limits.slowConsumerBytes,
     ),
   };
+}
+
+/**
+ * What the hub tells the node, wired to the metrics and to the gateway (built after the hub, hence a getter);
+ * shared with the in-process tests' node.
+ */
+export function hubEvents(metrics: Metrics, gateway: () => Gateway): HubEvents {
+  return {
+    backpressure: () => metrics.backpressure.inc(),
+    delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
+    disconnectUser: (user) => gateway().disconnectUser(user),
+    roomForUser: (user, kind, room) => gateway().roomForUser(user, kind, room),
+    overBuffered: (client) => gateway().overBuffered(client),
+    replayed: (client, bytes) => gateway().replayed(client, bytes),
+  };
+}
+
+/**
+ * uWS's own backpressure limit. Past MAX_BUFFERED_BYTES the gateway closes the socket (4008); uWS must still take
+ * the frame that crossed the bound (at most a full history page) and the close frame after it, so its limit sits
+ * above both. Members of native topics stay under MAX_BUFFERED_BYTES (hub.ts, "Native topics"); this margin is what
+ * keeps uWS from ever skipping one of them silently.
+ */
+export function uwsMaxBackpressure(config: Readonly<Config>): number {
+  return (
+    config.limits.maxBufferedBytes +
+    catchUpPage * (config.limits.maxMessageBytes + 512) +
+    2 * config.limits.maxFrameBytes
+  );
 }
 
 export interface Server {
@@ -100,18 +129,11 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
     draining,
     sameNodeIdPeers: engine.sameNodeIdPeers(),
   }));
-  const hub = new Hub(
+  const hub: Hub = new Hub(
     engine,
     hubOptions(config),
     stats,
-    {
-      backpressure: () => metrics.backpressure.inc(),
-      delivered: (seconds) => metrics.deliveryLatency.observe(seconds),
-      disconnectUser: (user) => gateway.disconnectUser(user),
-      roomForUser: (user, kind, room) => gateway.roomForUser(user, kind, room),
-      overBuffered: (client) => gateway.overBuffered(client),
-      replayed: (client, bytes) => gateway.replayed(client, bytes),
-    },
+    hubEvents(metrics, (): Gateway => gateway),
     log,
   );
   const verifier = new TokenVerifier(config.jwt, (identity) => engine.isRevoked(identity));
@@ -198,14 +220,7 @@ export async function startServer(config: Readonly<Config>, log: Logger): Promis
       port: config.port,
       maxFrameBytes: config.limits.maxFrameBytes,
       idleTimeoutS: config.limits.idleTimeoutS,
-      // Past MAX_BUFFERED_BYTES the gateway closes the socket (4008). uWS must still take the frame that crossed
-      // the bound (at most a full history page) and the close frame after it, so its own limit sits above both.
-      // Members of native topics stay under MAX_BUFFERED_BYTES (hub.ts, "Native topics"); this margin is what keeps
-      // uWS from ever skipping one of them silently.
-      maxBackpressure:
-        config.limits.maxBufferedBytes +
-        catchUpPage * (config.limits.maxMessageBytes + 512) +
-        2 * config.limits.maxFrameBytes,
+      maxBackpressure: uwsMaxBackpressure(config),
       maxHttpBodyBytes: config.limits.maxFrameBytes,
       trustProxy: config.trustProxy,
       tokenCookie: config.tokenCookie,
